@@ -1,0 +1,64 @@
+"""Seams: does a tiled result jump at tile borders more than between ordinary neighbours?
+
+A 256x256 nuclei crop from ``../shared/data/nuclei`` (first file of a fixed-seed split),
+downscaled x8 to 32x32, is upscaled through 5x5 tiles of the 64x64 face generator (its
+output taken as luminance). Prints the mean absolute difference between neighbouring
+high-res rows/columns that straddle a tile border (where one tile's footprint ends), and
+between all other neighbouring rows/columns, with and without the mosaic refinement.
+
+    python bench/seams.py
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from PIL import Image
+
+import napari_pulse
+from _common import DATA, machine, split
+from napari_pulse.degrade import downscale
+from napari_pulse.search import SearchConfig
+from napari_pulse.tiling import TileGrid
+
+
+def jumps(img: np.ndarray, borders: set[int]) -> tuple[float, float]:
+    """Mean |difference| across border rows+cols, and across all other rows+cols."""
+    img = img.astype(np.float64)
+    dy = np.abs(np.diff(img, axis=0)).mean(axis=1)  # dy[i]: between rows i and i+1
+    dx = np.abs(np.diff(img, axis=1)).mean(axis=0)
+    at = [i - 1 for i in borders if 0 < i < len(dy) + 1]
+    mask = np.zeros(len(dy), bool)
+    mask[at] = True
+    on = np.concatenate([dy[mask], dx[mask]]).mean()
+    off = np.concatenate([dy[~mask], dx[~mask]]).mean()
+    return float(on), float(off)
+
+
+def main() -> None:
+    print("machine:", machine())
+    path = split(DATA / "nuclei", 1, pattern="*.png")[0]
+    a = np.asarray(Image.open(path).convert("L"), dtype=np.float32)[:256, :256]
+    lo, hi = np.percentile(a, (1, 99.8))
+    hr = np.clip((a - lo) / (hi - lo), 0, 1)
+    low = np.clip(np.rint(downscale(hr, 8) * 255), 0, 255).astype(np.uint8)
+    for label, cfg in [
+        ("with mosaic refinement", None),
+        ("without (blend only)", SearchConfig(blend_steps=0)),
+    ]:
+        t = time.perf_counter()
+        r = napari_pulse.upscale(low, generator="faces-dcgan64", factor=8, config=cfg)
+        tiles = r.params["tiles"]
+        grid = TileGrid.plan(low.shape, tuple(tiles["tile"]), 8, tiles["overlap"])
+        edges = {e * 8 for y in grid.rows for e in (y, y + grid.tile[0])} - {0, 256}
+        on, off = jumps(r.image, edges)
+        print(
+            f"{label}: tiles {grid.shape[0]}x{grid.shape[1]}, lr_psnr {r.lr_psnr:.1f} dB, "
+            f"mean |jump| at tile borders {on:.3f}, elsewhere {off:.3f} (uint8 units), "
+            f"{time.perf_counter() - t:.0f} s"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,436 @@
+"""``upscale(image, ...) -> Result``: the one public entry point of the engine."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import __version__
+from .degrade import DEGRADATIONS, Degradation
+from .events import Cancelled, Finished, Progress
+from .generators import DomainGenerator, default_for, load
+from .intensity import ACCEPTED_DTYPES, NORMALIZATIONS, Intensity, cast_like, fit_intensity
+from .search import Renderer, SearchConfig, blend, choose, planned_steps, search
+from .tiling import TileGrid
+
+
+@dataclass
+class Result:
+    """What an upscale returns. Arrays are in the input's units; ``image`` has its dtype.
+
+    ``image`` is the best sample. ``samples`` (``(N, *image.shape)``) and ``std`` (the
+    per-pixel spread across samples, where the generator invented detail) are set when
+    more than one sample was asked for. ``lr_psnr`` compares the downscaled result with
+    the input in [0, 1] units (dB; per tile in ``lr_psnr_tiles``, shape ``(*planes, rows,
+    cols)``). ``success`` says whether the low-res MSE is at most ``eps``.
+    """
+
+    image: np.ndarray
+    lr_psnr: float
+    lr_mse: float
+    success: bool
+    lr_psnr_tiles: np.ndarray
+    success_tiles: np.ndarray
+    params: dict[str, Any]
+    samples: np.ndarray | None = None
+    std: np.ndarray | None = None
+    sample_lr_psnr: list[float] = field(default_factory=list)
+
+    @property
+    def mean(self) -> np.ndarray:
+        """The mean of the samples (a higher-fidelity, blurrier estimate), as float32."""
+        if self.samples is None:
+            return self.image.astype(np.float32)
+        return self.samples.astype(np.float32).mean(axis=0)
+
+
+def _psnr(mse: float) -> float:
+    """PSNR in dB for data in [0, 1], capped at 100 dB (a perfect match)."""
+    return 10 * math.log10(1 / max(mse, 1e-10))
+
+
+def pick_device(device: str | torch.device = "auto") -> torch.device:
+    """``auto`` picks cuda, then mps, then cpu; a named device must be present."""
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"Unknown device {device!r}; use auto, cpu, cuda or mps.") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device='cuda' was asked for, but no CUDA GPU is available here.")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("device='mps' was asked for, but Apple's MPS is not available here.")
+    return dev
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """How the user's array maps to planes ``(P, C, h, w)`` for the search, and back."""
+
+    lead: tuple[int, ...]  # leading (non-spatial) axes, each plane upscaled on its own
+    rgb: bool
+    split_channels: bool  # RGB input on a grayscale generator: each channel is a plane
+
+    @property
+    def search_channels(self) -> int:
+        return 3 if self.rgb and not self.split_channels else 1
+
+
+def _check_image(image: Any, rgb: bool | None) -> tuple[np.ndarray, bool]:
+    if isinstance(image, np.ndarray):
+        arr = image
+    else:
+        try:
+            arr = np.asarray(image)
+        except Exception as exc:  # noqa: BLE001 - anything not array-like gets the same message
+            raise TypeError(f"image must be an array, got {type(image).__name__}") from exc
+    if arr.dtype == bool:
+        raise TypeError(
+            "image is a boolean mask; upscaling needs intensities (uint8, uint16, int16 or float)."
+        )
+    if arr.dtype not in [np.dtype(d) for d in ACCEPTED_DTYPES]:
+        hint = (
+            " Integer arrays other than uint8/uint16/int16 are usually label images, which this "
+            "tool does not upscale; convert to float32 if these are intensities."
+            if np.issubdtype(arr.dtype, np.integer)
+            else ""
+        )
+        raise TypeError(f"image dtype {arr.dtype} is not supported.{hint}")
+    if arr.ndim < 2:
+        raise ValueError(f"image must have at least 2 dimensions (Y, X), got shape {arr.shape}")
+    if rgb is None:
+        if arr.ndim >= 3 and arr.shape[-1] == 4:
+            raise ValueError(
+                "image looks like RGBA (last axis of 4); drop the alpha channel first, or pass "
+                "rgb=False to treat the last axis as the X axis."
+            )
+        rgb = arr.ndim >= 3 and arr.shape[-1] == 3
+    if rgb and arr.shape[-1] != 3:
+        raise ValueError(f"rgb=True needs a last axis of 3 (R, G, B), got shape {arr.shape}")
+    spatial = arr.shape[-3:-1] if rgb else arr.shape[-2:]
+    if len(spatial) < 2:
+        raise ValueError(f"an RGB image needs (Y, X, 3), got shape {arr.shape}")
+    if arr.size == 0 or min(spatial) < 2:
+        raise ValueError(
+            f"image is too small to upscale: {spatial[0]}x{spatial[1]} pixels (need 2x2 or more)"
+        )
+    if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
+        raise ValueError("image contains NaN or infinite values; replace them before upscaling.")
+    return arr, bool(rgb)
+
+
+def _check_factor(factor: Any, generator: DomainGenerator) -> int:
+    if isinstance(factor, bool) or not isinstance(factor, (int, np.integer)):
+        raise TypeError(f"factor must be an integer (2, 3, 4, ...), got {factor!r}")
+    factor = int(factor)
+    if factor < 2:
+        raise ValueError(f"factor must be at least 2, got {factor}")
+    tile = min(generator.resolution) // factor
+    if tile < 2:
+        largest = min(generator.resolution) // 2
+        raise ValueError(
+            f"factor {factor} is too large for generator {generator.name!r} "
+            f"({generator.resolution[0]}x{generator.resolution[1]}): its low-res tile would be "
+            f"under 2 pixels. The largest factor it supports is {largest}."
+        )
+    return factor
+
+
+def _check_count(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def iter_upscale(
+    image: Any,
+    *,
+    generator: str | DomainGenerator | None = None,
+    factor: int = 4,
+    degradation: str = "bicubic",
+    sigma: float | None = None,
+    steps: int = 200,
+    restarts: int = 8,
+    samples: int = 1,
+    seed: int = 0,
+    device: str | torch.device = "auto",
+    normalization: str = "auto",
+    rgb: bool | None = None,
+    eps: float = 2e-3,
+    overlap: int | None = None,
+    config: SearchConfig | None = None,
+) -> Generator[Progress | Finished, None, None]:
+    """:func:`upscale` as a stream of :class:`Progress` events ending with :class:`Finished`.
+
+    Stop iterating (or ``close()`` the generator) to cancel; that takes effect at the next
+    optimiser step, and nothing of the caller's is changed.
+    """
+    arr, rgb = _check_image(image, rgb)
+    if generator is None:
+        generator = default_for(3 if rgb else 1)
+    gen = load(generator) if isinstance(generator, str) else generator
+    if not isinstance(gen, DomainGenerator):
+        raise TypeError(
+            f"generator must be a name or a DomainGenerator, got {type(generator).__name__}"
+        )
+    factor = _check_factor(factor, gen)
+    if degradation not in DEGRADATIONS:
+        raise ValueError(
+            f"Unknown degradation {degradation!r}; choose one of {', '.join(DEGRADATIONS)}."
+        )
+    if normalization not in NORMALIZATIONS:
+        raise ValueError(
+            f"Unknown normalization {normalization!r}; choose one of {', '.join(NORMALIZATIONS)}."
+        )
+    steps = _check_count("steps", steps, 1)
+    restarts = _check_count("restarts", restarts, 1)
+    samples = _check_count("samples", samples, 1)
+    if samples > restarts:
+        raise ValueError(
+            f"samples ({samples}) cannot exceed restarts ({restarts}): "
+            "each sample is a distinct start"
+        )
+    if not (isinstance(eps, (int, float)) and eps > 0):
+        raise ValueError(f"eps must be a positive number, got {eps!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"seed must be an integer, got {seed!r}")
+    tile = (gen.resolution[0] // factor, gen.resolution[1] // factor)
+    if overlap is not None and (
+        isinstance(overlap, bool)
+        or not isinstance(overlap, (int, np.integer))
+        or not 0 <= overlap < min(tile)
+    ):
+        raise ValueError(
+            f"overlap must be an integer from 0 to {min(tile) - 1} low-res pixels, got {overlap!r}"
+        )
+    dev = pick_device(device)
+    degrade = Degradation(degradation, factor, sigma).to(dev)
+    base = config or SearchConfig()
+    cfg = SearchConfig(
+        **{**base.__dict__, "steps": steps, "restarts": restarts, "samples": samples, "eps": eps}
+    )
+    return _stream(arr, rgb, gen, factor, degrade, normalization, cfg, int(seed), dev, overlap)
+
+
+def _stream(
+    arr: np.ndarray,
+    rgb: bool,
+    gen: DomainGenerator,
+    factor: int,
+    degrade: Degradation,
+    normalization: str,
+    cfg: SearchConfig,
+    seed: int,
+    dev: torch.device,
+    overlap: int | None,
+) -> Generator[Progress | Finished, None, None]:
+    """The work of :func:`iter_upscale`, on arguments that have been checked."""
+    steps, restarts, samples, eps = cfg.steps, cfg.restarts, cfg.samples, cfg.eps
+    degradation, sigma = degrade.kind, degrade.sigma
+    layout = _Layout(
+        lead=arr.shape[:-3] if rgb else arr.shape[:-2],
+        rgb=rgb,
+        split_channels=rgb and gen.channels == 1,
+    )
+    mode = gen.card.normalization if normalization == "auto" else normalization
+    intensity = fit_intensity(arr, mode)
+    unit = intensity.to_unit(arr)  # a new float32 array: the caller's is never touched
+    planes = _to_planes(unit, layout)  # (P, C, h, w)
+    n_planes, c, h, w = planes.shape
+    tile = (gen.resolution[0] // factor, gen.resolution[1] // factor)
+    grid = TileGrid.plan((h, w), tile, factor, overlap)
+    render = Renderer(gen, c, (grid.tile[0] * factor, grid.tile[1] * factor))
+    gen.to(dev)
+
+    target = torch.from_numpy(np.clip(planes, 0, 1)).to(dev)
+    lr_tiles = grid.cut(target).flatten(0, 1)  # (P * T, C, th, tw)
+    n_units = lr_tiles.shape[0]
+    rng = torch.Generator().manual_seed(int(seed))
+    z0 = gen.sample_latents(n_units * restarts, rng).view(n_units, restarts, *gen.latent_shape)
+    noise0 = [torch.randn((n_units, restarts, *s), generator=rng) for s in gen.noise_shapes()]
+    z0, noise0 = z0.to(dev), [n.to(dev) for n in noise0]
+    n_mosaics = n_planes * samples
+    progress = {"done": 0, "total": planned_steps(n_units, len(grid), n_mosaics, cfg)}
+    yield Progress("search", 0, progress["total"], 1, 1, math.inf)
+
+    cands = yield from search(render, degrade, lr_tiles, z0, noise0, cfg, progress)
+    pick = choose(cands, samples)  # (U, N)
+    units = torch.arange(n_units, device=pick.device)[:, None]
+    t = len(grid)
+
+    def per_mosaic(x: torch.Tensor) -> torch.Tensor:  # (U, N, ...) -> (P * N, T, ...)
+        x = x.view(n_planes, t, samples, *x.shape[2:]).transpose(1, 2)
+        return x.reshape(n_planes * samples, t, *x.shape[3:])
+
+    z = per_mosaic(cands.z[units, pick])
+    noise = [per_mosaic(n[units, pick]) for n in cands.noise]
+    tiles = per_mosaic(cands.images[units, pick])
+    mosaic_targets = target.repeat_interleave(samples, dim=0)
+    mosaics = yield from blend(
+        render, degrade, grid, mosaic_targets, z, noise, tiles, cfg, progress
+    )
+    mosaics = mosaics.detach().cpu().numpy().reshape(n_planes, samples, c, h * factor, w * factor)
+
+    result = _assemble(mosaics, planes, layout, intensity, arr.dtype, degrade, grid, eps)
+    result.params = {
+        "generator": gen.name,
+        "generator_resolution": list(gen.resolution),
+        "factor": factor,
+        "degradation": degradation,
+        "sigma": sigma,
+        "steps": steps,
+        "restarts": restarts,
+        "samples": samples,
+        "seed": seed,
+        "eps": eps,
+        "normalization": intensity.as_dict(),
+        "rgb": rgb,
+        "channel_conversion": _conversion(layout, gen),
+        "tiles": {"grid": list(grid.shape), "tile": list(grid.tile), "overlap": grid.overlap},
+        "blend_steps": cfg.n_blend_steps if len(grid) > 1 else 0,
+        "device": str(dev),
+        "napari_pulse": __version__,
+        "torch": torch.__version__,
+    }
+    yield Finished(result)
+
+
+def _conversion(layout: _Layout, gen: DomainGenerator) -> str:
+    if layout.split_channels:
+        return "rgb input, grayscale generator: each channel upscaled on its own"
+    if not layout.rgb and gen.channels == 3:
+        return "grayscale input, rgb generator: generator output taken as luminance (BT.601)"
+    return "none"
+
+
+def _to_planes(unit: np.ndarray, layout: _Layout) -> np.ndarray:
+    if layout.rgb:
+        h, w = unit.shape[-3:-1]
+        x = unit.reshape(-1, h, w, 3).transpose(0, 3, 1, 2)  # (P, 3, h, w)
+        return np.ascontiguousarray(x.reshape(-1, 1, h, w) if layout.split_channels else x)
+    h, w = unit.shape[-2:]
+    return np.ascontiguousarray(unit.reshape(-1, 1, h, w))
+
+
+def _from_planes(x: np.ndarray, layout: _Layout) -> np.ndarray:
+    """``(P, N, C, H, W)`` back to ``(N, *lead, H, W[, 3])``."""
+    n_planes, n, c, hh, ww = x.shape
+    if layout.split_channels:
+        x = x.reshape(n_planes // 3, 3, n, hh, ww).transpose(0, 2, 1, 3, 4)  # (P, N, 3, H, W)
+    x = x.transpose(1, 0, 2, 3, 4)  # (N, P, C, H, W)
+    if layout.rgb:
+        return x.transpose(0, 1, 3, 4, 2).reshape(n, *layout.lead, hh, ww, 3)
+    return x.reshape(n, *layout.lead, hh, ww)
+
+
+def _assemble(
+    mosaics: np.ndarray,
+    planes: np.ndarray,
+    layout: _Layout,
+    intensity: Intensity,
+    dtype: np.dtype,
+    degrade: Degradation,
+    grid: TileGrid,
+    eps: float,
+) -> Result:
+    """Cast the mosaics to the input's units and dtype, and measure them against the input."""
+    n_planes, n_samples = mosaics.shape[:2]
+    out = cast_like(intensity.from_unit(_from_planes(mosaics, layout)), dtype)  # (N, ...)
+    # Judge what the user gets: the cast output, brought back to [0, 1] and downscaled.
+    back = _to_planes_n(intensity.to_unit(out), layout, n_samples)  # (N, P, C, H, W)
+    with torch.no_grad():
+        lr = degrade(torch.from_numpy(back).flatten(0, 1).to(degrade.taps.device)).cpu().numpy()
+    lr = lr.reshape(n_samples, n_planes, *lr.shape[1:])
+    err = (lr - planes[None]) ** 2  # against the unclipped input
+    sample_mse = [float(e.mean()) for e in err]
+    th, tw = grid.tile
+    tile_mse = np.array(
+        [
+            [err[0, p, :, y : y + th, x : x + tw].mean() for (y, x) in grid.origins]
+            for p in range(n_planes)
+        ]
+    )
+    if layout.split_channels:  # one figure per RGB tile
+        tile_mse = tile_mse.reshape(-1, 3, len(grid)).mean(axis=1)
+    tile_mse = tile_mse.reshape(*layout.lead, *grid.shape)
+    samples = out if n_samples > 1 else None
+    std = out.astype(np.float32).std(axis=0) if n_samples > 1 else None
+    return Result(
+        image=out[0],
+        lr_psnr=_psnr(sample_mse[0]),
+        lr_mse=sample_mse[0],
+        success=sample_mse[0] <= eps,
+        lr_psnr_tiles=np.vectorize(_psnr, otypes=[float])(tile_mse),
+        success_tiles=tile_mse <= eps,
+        params={},
+        samples=samples,
+        std=std,
+        sample_lr_psnr=[_psnr(m) for m in sample_mse],
+    )
+
+
+def _to_planes_n(unit: np.ndarray, layout: _Layout, n: int) -> np.ndarray:
+    return np.stack([_to_planes(u, layout) for u in unit]) if n else unit
+
+
+def upscale(
+    image: Any,
+    *,
+    generator: str | DomainGenerator | None = None,
+    factor: int = 4,
+    degradation: str = "bicubic",
+    sigma: float | None = None,
+    steps: int = 200,
+    restarts: int = 8,
+    samples: int = 1,
+    seed: int = 0,
+    device: str | torch.device = "auto",
+    progress: Callable[[Progress], Any] | None = None,
+    cancel: Callable[[], bool] | None = None,
+    **options: Any,
+) -> Result:
+    """Upscale ``image`` by ``factor`` with a latent search in ``generator``.
+
+    ``image``: ``(Y, X)`` grayscale or ``(Y, X, 3)`` RGB, uint8/uint16/int16/float; leading
+    axes (``(..., Y, X[, 3])``, e.g. T or Z) are planes, each upscaled on its own.
+    ``progress`` is called with every :class:`Progress` event; ``cancel`` (for example
+    ``threading.Event().is_set``) is polled at every optimiser step and, when it returns
+    True, :class:`Cancelled` is raised. Other keywords (``normalization``, ``rgb``, ``eps``,
+    ``overlap``, ``config``) go to :func:`iter_upscale`.
+    """
+    stream = iter_upscale(
+        image,
+        generator=generator,
+        factor=factor,
+        degradation=degradation,
+        sigma=sigma,
+        steps=steps,
+        restarts=restarts,
+        samples=samples,
+        seed=seed,
+        device=device,
+        **options,
+    )
+    try:
+        for event in stream:
+            if isinstance(event, Finished):
+                return event.result
+            if progress is not None:
+                progress(event)
+            if cancel is not None and cancel():
+                raise Cancelled("upscale cancelled")
+    finally:
+        stream.close()
+    raise RuntimeError("the upscale stream ended without a result")  # pragma: no cover

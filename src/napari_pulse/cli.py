@@ -1,0 +1,287 @@
+"""The ``napari-pulse`` command line: ``upscale`` an image file, list ``generators``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from . import __version__
+from .api import Result, upscale
+from .degrade import DEGRADATIONS
+from .events import Progress
+from .generators import available, default_for
+from .imageio import TIFF_SUFFIXES, read_image, write_tiff_atomic
+from .intensity import NORMALIZATIONS
+
+PROG = "napari-pulse"
+CAVEAT = (
+    "The output is plausible detail that the generator invents consistently with the "
+    "input (it downscales back to the input); it is not ground truth and must not be "
+    "used for measurement or diagnosis."
+)
+DESCRIPTION = "Upscale images by PULSE-style latent search in a pretrained generator. " + CAVEAT
+UPSCALE_HELP = (
+    "Upscale IN by --factor and write OUT as a TIFF whose ImageDescription holds the "
+    "parameters and fit quality as JSON. A warning is printed when the generator could "
+    "not explain the image (low-res error above eps); the result is still written. " + CAVEAT
+)
+
+
+class UsageError(ValueError):
+    """A bad command line (paths, suffixes): reported like any other input error."""
+
+
+def _device(text: str) -> str:
+    """argparse type for ``--device``: ``auto`` or anything ``torch.device`` accepts."""
+    if text != "auto":
+        try:
+            torch.device(text)
+        except RuntimeError as exc:
+            raise argparse.ArgumentTypeError(f"not a device: {text!r} ({exc})") from exc
+    return text
+
+
+def _add_upscale(sub: Any) -> None:
+    p = sub.add_parser(
+        "upscale",
+        help="upscale an image file (TIFF, PNG or JPEG) to a TIFF",
+        description=UPSCALE_HELP,
+    )
+    p.add_argument(
+        "input",
+        metavar="IN",
+        type=Path,
+        help="input image: .tif/.tiff (8/16-bit, float, stacks), .png or .jpg; "
+        "(Y, X) grayscale or (Y, X, 3) RGB",
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        metavar="OUT",
+        type=Path,
+        required=True,
+        help="output .tif/.tiff; never the input file",
+    )
+    p.add_argument(
+        "--generator",
+        metavar="NAME",
+        default=None,
+        help=f"generator to search in (default: {default_for(3)}); see '{PROG} generators'",
+    )
+    dflt = " (default: %(default)s)"
+    p.add_argument("--factor", type=int, default=4, help="upscaling factor, an integer >= 2" + dflt)
+    p.add_argument(
+        "--degradation",
+        choices=DEGRADATIONS,
+        default="bicubic",
+        help="how a high-res image is assumed to become the input: bicubic or "
+        "area downscaling, or a Gaussian psf (needs --sigma)" + dflt,
+    )
+    p.add_argument(
+        "--sigma",
+        type=float,
+        default=None,
+        help="psf width in high-res pixels (with --degradation psf)",
+    )
+    p.add_argument("--steps", type=int, default=200, help="optimiser steps per restart" + dflt)
+    p.add_argument(
+        "--restarts",
+        type=int,
+        default=8,
+        help="random starts per tile; the best ones are kept" + dflt,
+    )
+    p.add_argument(
+        "--samples",
+        type=int,
+        default=1,
+        help="number of distinct results (at most --restarts); > 1 also writes "
+        "OUT_samples.tif and OUT_std.tif (per-pixel spread: where detail was "
+        "invented)" + dflt,
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="random seed; the same seed gives the same result" + dflt,
+    )
+    p.add_argument(
+        "--device",
+        type=_device,
+        default="auto",
+        help="torch device: auto (cuda, then mps, then cpu; the default), cpu, cuda, cuda:1, mps",
+    )
+    p.add_argument(
+        "--normalization",
+        choices=NORMALIZATIONS,
+        default="auto",
+        help="how intensities map to the generator's range (auto: the "
+        "generator's own choice; the default)",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    p.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no progress bar and no summary (warnings and errors still shown)",
+    )
+    p.set_defaults(func=_run_upscale)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``napari-pulse`` argument parser."""
+    parser = argparse.ArgumentParser(prog=PROG, description=DESCRIPTION)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_upscale(sub)
+    gens = sub.add_parser(
+        "generators",
+        help="list the generators and whether they can be used here",
+        description="List every known generator (bundled and from installed packages) with "
+        "its summary and whether it is usable here, without loading any weights.",
+    )
+    gens.set_defaults(func=_run_generators)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit code (2: bad input, 130: interrupted)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version and usage errors
+        return exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 2
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print(f"\n{PROG}: interrupted; no partial file was left", file=sys.stderr)
+        return 130
+    except (ValueError, TypeError, OSError) as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run_generators(args: argparse.Namespace) -> int:
+    infos = available()
+    width = max((len(info.name) for info in infos), default=0)
+    for info in infos:
+        reason = info.reason
+        status = "ok" if reason is None else f"unavailable: {reason}"
+        print(f"{info.name:<{width}}  {info.summary}  [{status}]")
+    return 0
+
+
+def _outputs(out: Path, samples: int) -> list[Path]:
+    """OUT, then (with several samples) its ``_samples`` and ``_std`` companions."""
+    if samples <= 1:
+        return [out]
+    return [out] + [out.with_name(f"{out.stem}_{kind}{out.suffix}") for kind in ("samples", "std")]
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    if a.resolve() == b.resolve():
+        return True
+    return a.exists() and b.exists() and os.path.samefile(a, b)
+
+
+def _check_paths(args: argparse.Namespace) -> list[Path]:
+    if args.output.suffix.lower() not in TIFF_SUFFIXES:
+        name = args.output.name
+        raise UsageError(f"OUT must end in .tif or .tiff (results are TIFF), got {name!r}")
+    if not args.input.exists():
+        raise FileNotFoundError(f"input file not found: {args.input}")
+    outs = _outputs(args.output, args.samples)
+    for out in outs:
+        if _same_file(out, args.input):
+            raise UsageError(f"refusing to write {out}: it is the input file")
+        if out.exists() and not args.overwrite:
+            raise UsageError(f"{out} exists; pass --overwrite to replace it")
+    if not args.output.parent.is_dir():
+        raise FileNotFoundError(f"output folder does not exist: {args.output.parent}")
+    return outs
+
+
+def _progress_bar(quiet: bool) -> tuple[tqdm, Callable[[Progress], None]]:
+    bar = tqdm(
+        total=None, file=sys.stderr, disable=quiet, unit="step", desc="upscale", dynamic_ncols=True
+    )
+
+    def update(event: Progress) -> None:
+        if bar.total != event.total:
+            bar.total = event.total
+        bar.set_description_str(event.stage, refresh=False)
+        bar.set_postfix_str(
+            f"batch {event.batch}/{event.batches}, worst tile mse {event.best_mse:.2e}",
+            refresh=False,
+        )
+        bar.update(event.done - bar.n)
+
+    return bar, update
+
+
+def _metadata(result: Result, source: Path, content: str) -> dict[str, Any]:
+    return {
+        **result.params,
+        "lr_psnr": result.lr_psnr,
+        "lr_mse": result.lr_mse,
+        "success": bool(result.success),
+        "sample_lr_psnr": list(result.sample_lr_psnr),
+        "input": str(source.resolve()),
+        "content": content,
+        "note": CAVEAT,
+    }
+
+
+def _run_upscale(args: argparse.Namespace) -> int:
+    outs = _check_paths(args)
+    image = read_image(args.input)
+    start = time.perf_counter()
+    bar, update = _progress_bar(args.quiet)
+    with bar:
+        result = upscale(
+            image,
+            generator=args.generator,
+            factor=args.factor,
+            degradation=args.degradation,
+            sigma=args.sigma,
+            steps=args.steps,
+            restarts=args.restarts,
+            samples=args.samples,
+            seed=args.seed,
+            device=args.device,
+            normalization=args.normalization,
+            progress=update,
+        )
+    _write(result, args.input, outs)
+    elapsed = time.perf_counter() - start
+    if not args.quiet:
+        print(
+            f"{outs[0]}: {result.image.shape} {result.image.dtype}, "
+            f"lr_psnr {result.lr_psnr:.2f} dB, success {result.success}, {elapsed:.1f} s"
+        )
+    if not result.success:
+        print(
+            f"{PROG}: warning: generator {result.params.get('generator')!r} could not explain "
+            f"this image (low-res MSE {result.lr_mse:.2e} > eps {result.params.get('eps')}); "
+            "the result was written but its detail is unreliable",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def _write(result: Result, source: Path, outs: list[Path]) -> None:
+    """Companions first, OUT last: OUT existing means the whole set was written."""
+    if len(outs) == 3:
+        write_tiff_atomic(outs[1], result.samples, _metadata(result, source, "samples"))
+        write_tiff_atomic(outs[2], result.std, _metadata(result, source, "std"))
+    write_tiff_atomic(outs[0], result.image, _metadata(result, source, "image"))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,43 @@
+"""The one progress-event stream that the CLI, the napari widget and callers consume."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+class Cancelled(Exception):
+    """Raised when a caller cancels a running upscale; nothing has been returned or written."""
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One optimiser step (or phase change) of a running upscale.
+
+    ``done``/``total`` count optimiser steps over the whole job (all batches and phases),
+    so ``done / total`` is a faithful fraction for a progress bar.
+    """
+
+    stage: str  # "search" (latent search per tile) or "blend" (seam refinement on the mosaic)
+    done: int
+    total: int
+    batch: int  # 1-based index of the batch of tiles being searched
+    batches: int
+    best_mse: float  # worst (largest) best-so-far low-res MSE over the tiles of this batch
+
+    @property
+    def fraction(self) -> float:
+        return self.done / self.total if self.total else 1.0
+
+    def describe(self) -> str:
+        return (
+            f"{self.stage} batch {self.batch}/{self.batches}, "
+            f"step {self.done}/{self.total}, worst tile mse {self.best_mse:.2e}"
+        )
+
+
+@dataclass(frozen=True)
+class Finished:
+    """The last event of a stream: carries the :class:`~napari_pulse.api.Result`."""
+
+    result: Any

@@ -1,0 +1,66 @@
+"""Bringing user intensities to the [0, 1] range the generators work in, and back."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+NORMALIZATIONS = ("auto", "percentile", "range", "minmax")
+PERCENTILES = (1.0, 99.8)  # as CARE and ZeroCostDL4Mic normalise microscopy images
+#: Floats within [-slack, 1 + slack] count as [0, 1] images in "range" mode.
+FLOAT_SLACK = 0.1
+ACCEPTED_DTYPES = (np.uint8, np.uint16, np.int16, np.float16, np.float32, np.float64)
+
+
+@dataclass(frozen=True)
+class Intensity:
+    """An affine map between the input's units (``lo``..``hi``) and [0, 1]."""
+
+    mode: str
+    lo: float
+    hi: float
+
+    def to_unit(self, a: np.ndarray) -> np.ndarray:
+        return ((np.asarray(a, dtype=np.float64) - self.lo) / (self.hi - self.lo)).astype(
+            np.float32
+        )
+
+    def from_unit(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(x, dtype=np.float64) * (self.hi - self.lo) + self.lo
+
+    def as_dict(self) -> dict:
+        return {"mode": self.mode, "lo": self.lo, "hi": self.hi}
+
+
+def fit_intensity(image: np.ndarray, mode: str) -> Intensity:
+    """Choose ``lo``/``hi`` for an image: ``percentile``, ``range`` (of its dtype) or ``minmax``."""
+    a = np.asarray(image)
+    if mode == "percentile":
+        lo, hi = (float(v) for v in np.percentile(a, PERCENTILES))
+    elif mode == "range":
+        if np.issubdtype(a.dtype, np.integer):
+            info = np.iinfo(a.dtype)
+            lo, hi = float(info.min if a.min() < 0 else 0), float(info.max)
+        elif a.min() >= -FLOAT_SLACK and a.max() <= 1 + FLOAT_SLACK:
+            lo, hi = 0.0, 1.0  # a float image in [0, 1], give or take resampling overshoot
+        else:
+            lo, hi = float(a.min()), float(a.max())
+    elif mode == "minmax":
+        lo, hi = float(a.min()), float(a.max())
+    else:
+        raise ValueError(
+            f"Unknown normalization {mode!r}; choose one of {', '.join(NORMALIZATIONS)}."
+        )
+    if not hi > lo:  # a flat image (or flat percentiles): any positive span maps it to 0
+        hi = lo + 1.0
+    return Intensity(mode, lo, hi)
+
+
+def cast_like(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Values in input units to the input's dtype: rounded and clipped for integers."""
+    dtype = np.dtype(dtype)
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        return np.clip(np.rint(values), info.min, info.max).astype(dtype)
+    return np.asarray(values).astype(dtype)

@@ -1,0 +1,419 @@
+"""The latent search: PULSE on the sphere, batched restarts, best-so-far tracking, seam-free tiles.
+
+Two phases, both Python generators that yield :class:`~napari_pulse.events.Progress`
+after every optimiser step (so a consumer can cancel between steps):
+
+1. ``search``: every low-res tile is fitted on its own by ``restarts`` random starts
+   that run together in one batch. Each start is judged on its own; the best latents
+   and images of every start are kept across steps (not the last step's).
+2. ``blend``: the chosen tiles are blended into one high-res mosaic per plane and
+   sample, and their latents are refined on the downscaling loss of the *blended
+   mosaic*, a batch of tiles at a time with the rest fixed, so that no seams appear.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .degrade import Degradation
+from .events import Progress
+from .generators.base import DomainGenerator
+from .tiling import Mosaic, TileGrid
+
+LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601: how an RGB generator's image becomes grayscale
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Settings of the search; the defaults follow PULSE where it has one."""
+
+    steps: int = 200
+    restarts: int = 8
+    samples: int = 1
+    lr: float = 0.4
+    eps: float = 2e-3
+    l2_weight: float = 100.0
+    l1_weight: float = 0.0
+    geocross_weight: float = 0.05
+    explore: float = 0.4  # share of ``steps`` in which all starts explore
+    keep: int | None = None  # starts per tile refined after exploring; None: max(samples, 2)
+    refine_lr: float = 0.05
+    blend_steps: int | None = None  # seam refinement steps; None: steps // 4; 0: off
+    blend_lr: float = 0.05
+    patience: int = 25
+    early_stop: bool = True
+    optimize_noise: bool = True
+    batch_size: int = 64  # generator images per forward pass
+
+    @property
+    def n_keep(self) -> int:
+        keep = max(self.samples, 2) if self.keep is None else max(self.samples, self.keep)
+        return min(self.restarts, keep)
+
+    @property
+    def n_explore_steps(self) -> int:
+        if self.n_keep == self.restarts:
+            return self.steps  # nothing to drop: one phase with the one-cycle schedule
+        return max(1, round(self.explore * self.steps))
+
+    @property
+    def n_blend_steps(self) -> int:
+        return self.steps // 4 if self.blend_steps is None else self.blend_steps
+
+
+def one_cycle(step: int, steps: int) -> float:
+    """PULSE's learning-rate multiplier: 0.1 -> 1 at 45%, back to 0.1 at 90%, then to 0.001."""
+    x = step / max(1, steps)
+    if x < 0.9:
+        return (9 * (1 - abs(x / 0.9 - 0.5) * 2) + 1) / 10
+    return 0.1 + (x - 0.9) / 0.1 * (0.001 - 0.1)
+
+
+def project_to_sphere(t: torch.Tensor, start_dim: int) -> torch.Tensor:
+    """Rescale every vector (the dims from ``start_dim`` on) to norm sqrt(its size), in place."""
+    flat = t.flatten(start_dim)
+    radius = math.sqrt(flat.shape[-1])
+    flat = F.normalize(flat, dim=-1) * radius
+    with torch.no_grad():
+        t.copy_(flat.view_as(t))
+    return t
+
+
+def geocross(latents: torch.Tensor) -> torch.Tensor:
+    """Mean squared geodesic angle between the per-layer vectors of ``(B, L, D)`` latents."""
+    b, n_layers, _ = latents.shape
+    if n_layers < 2:
+        return latents.new_zeros(b)
+    u = F.normalize(latents, dim=-1)
+    i, j = torch.triu_indices(n_layers, n_layers, 1, device=latents.device)
+    chord = (u[:, i] - u[:, j]).norm(dim=-1)
+    angle = 2 * torch.asin((chord / 2).clamp(max=1.0))
+    return (angle**2).mean(dim=1)
+
+
+class Renderer:
+    """Latents -> generator images in [0, 1] with the input's channels, cropped to the tile."""
+
+    def __init__(self, generator: DomainGenerator, channels: int, crop: tuple[int, int]) -> None:
+        self.g = generator
+        self.channels = channels
+        gh, gw = generator.resolution
+        self.crop = crop
+        self.offset = ((gh - crop[0]) // 2, (gw - crop[1]) // 2)
+
+    def __call__(self, z: torch.Tensor, noise: list[torch.Tensor] | None) -> torch.Tensor:
+        x = (self.g.synthesize(z, noise) + 1) / 2
+        if self.g.channels == 3 and self.channels == 1:
+            luma = torch.tensor(LUMA, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+            x = (x * luma).sum(dim=1, keepdim=True)
+        oy, ox = self.offset
+        return x[..., oy : oy + self.crop[0], ox : ox + self.crop[1]]
+
+
+@dataclass
+class Candidates:
+    """The best state of every start of every unit: ``(U, K, ...)`` tensors."""
+
+    z: torch.Tensor
+    noise: list[torch.Tensor]
+    mse: torch.Tensor
+    images: torch.Tensor
+
+
+def _per_sample_loss(
+    cfg: SearchConfig, lr_images: torch.Tensor, target: torch.Tensor, z: torch.Tensor, layered: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    diff = lr_images - target
+    mse = diff.pow(2).flatten(1).mean(1)
+    loss = cfg.l2_weight * mse
+    if cfg.l1_weight:
+        loss = loss + cfg.l1_weight * diff.abs().flatten(1).mean(1)
+    if layered and cfg.geocross_weight:
+        loss = loss + cfg.geocross_weight * geocross(z)
+    return loss, mse
+
+
+def _fit(
+    render: Renderer,
+    degrade: Degradation,
+    target: torch.Tensor,
+    z: torch.Tensor,
+    noise: list[torch.Tensor],
+    cfg: SearchConfig,
+    steps: int,
+    lr_at: Callable[[int], float],
+    group: int,
+    tick: Callable[[int, float], Progress],
+) -> Generator[Progress, None, Candidates]:
+    """Adam on the sphere for ``steps`` steps; rows come in groups of ``group`` per unit.
+
+    Returns the best state of every row over all steps (the last update included).
+    """
+    vec_dim = len(render.g.latent_shape)  # latent vectors start at this dim of (B, ...)
+    layered = render.g.layered and render.g.geocross
+    z = z.clone().requires_grad_()
+    noise = [n.clone() for n in noise]
+    params = [z] + ([n.requires_grad_() for n in noise] if cfg.optimize_noise else [])
+    opt = torch.optim.Adam(params, lr=lr_at(0))
+    rows = z.shape[0]
+    best = Candidates(
+        z=z.detach().clone(),
+        noise=[n.detach().clone() for n in noise],
+        mse=torch.full((rows,), math.inf, device=z.device),
+        images=torch.zeros((rows, render.channels, *render.crop), device=z.device),
+    )
+    units = rows // group
+    unit_best = torch.full((units,), math.inf, device=z.device)
+    last_gain = torch.zeros(units, dtype=torch.long, device=z.device)
+    for step in range(steps + 1):
+        final = step == steps  # one more look at the last update, without a step
+        with torch.set_grad_enabled(not final):
+            img = render(z, noise or None)
+            loss, mse = _per_sample_loss(cfg, degrade(img), target, z, layered)
+        with torch.no_grad():
+            better = mse < best.mse
+            best.mse = torch.where(better, mse.detach(), best.mse)
+            best.z[better] = z.detach()[better]
+            for bn, n in zip(best.noise, noise, strict=True):
+                bn[better] = n.detach()[better]
+            best.images[better] = img.detach()[better]
+            ub = best.mse.view(units, group).min(dim=1).values
+            gained = ub < unit_best * 0.99
+            last_gain = torch.where(gained, torch.full_like(last_gain, step), last_gain)
+            unit_best = torch.minimum(unit_best, ub)
+        if final:
+            break
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step)
+        opt.zero_grad(set_to_none=True)
+        loss.sum().backward()
+        opt.step()
+        project_to_sphere(z, vec_dim)
+        for n in noise:
+            project_to_sphere(n, 1)
+        yield tick(step + 1, float(unit_best.max()))
+        if (
+            cfg.early_stop
+            and bool((unit_best <= cfg.eps).all())
+            and bool((step - last_gain >= cfg.patience).all())
+        ):
+            break
+    return best
+
+
+def _rows(c: Candidates, idx: torch.Tensor) -> Candidates:
+    return Candidates(c.z[idx], [n[idx] for n in c.noise], c.mse[idx], c.images[idx])
+
+
+def search(
+    render: Renderer,
+    degrade: Degradation,
+    targets: torch.Tensor,
+    z0: torch.Tensor,
+    noise0: list[torch.Tensor],
+    cfg: SearchConfig,
+    progress: dict,
+) -> Generator[Progress, None, Candidates]:
+    """Phase 1: fit every unit ``targets[u]`` ``(C, h, w)`` from starts ``z0[u]`` ``(K, ...)``.
+
+    All starts explore for ``explore_steps`` with PULSE's one-cycle schedule; then the
+    ``keep`` best starts of each unit are refined with a decaying learning rate. Returns
+    ``(U, keep, ...)`` candidates, best first.
+    """
+    n_units, k = z0.shape[:2]
+    keep = cfg.n_keep
+    explore, refine = cfg.n_explore_steps, cfg.steps - cfg.n_explore_steps
+    per_batch = max(1, cfg.batch_size // k)
+    batches = [list(range(s, min(n_units, s + per_batch))) for s in range(0, n_units, per_batch)]
+    results: list[Candidates] = []
+    for b, units in enumerate(batches):
+        sel = torch.tensor(units, device=z0.device)
+        nu = len(units)
+        start_done = progress["done"]
+
+        def tick(step: int, worst: float, offset: int = 0, start: int = start_done, b: int = b):
+            progress["done"] = start + offset + step
+            return Progress(
+                "search", progress["done"], progress["total"], b + 1, len(batches), worst
+            )
+
+        z = project_to_sphere(z0[sel].flatten(0, 1).clone(), len(render.g.latent_shape))
+        noise = [project_to_sphere(n[sel].flatten(0, 1).clone(), 1) for n in noise0]
+        target = targets[sel]
+        found = yield from _fit(
+            render,
+            degrade,
+            target.repeat_interleave(k, dim=0),
+            z,
+            noise,
+            cfg,
+            explore,
+            lambda s: cfg.lr * one_cycle(s, explore),
+            k,
+            tick,
+        )
+        order = found.mse.view(nu, k).argsort(dim=1)[:, :keep]
+        rows = (order + torch.arange(nu, device=order.device)[:, None] * k).flatten()
+        found = _rows(found, rows)
+        if refine > 0:
+            refined = yield from _fit(
+                render,
+                degrade,
+                target.repeat_interleave(keep, dim=0),
+                found.z,
+                found.noise,
+                cfg,
+                refine,
+                lambda s: cfg.refine_lr * 0.5 * (1 + math.cos(math.pi * s / refine)),
+                keep,
+                lambda step, worst: tick(step, worst, offset=explore),
+            )
+            better = refined.mse < found.mse
+            for name in ("z", "mse", "images"):
+                getattr(found, name)[better] = getattr(refined, name)[better]
+            for fn, rn in zip(found.noise, refined.noise, strict=True):
+                fn[better] = rn[better]
+        progress["done"] = start_done + cfg.steps
+        order = found.mse.view(nu, keep).argsort(dim=1)
+        rows = (order + torch.arange(nu, device=order.device)[:, None] * keep).flatten()
+        found = _rows(found, rows)
+        results.append(
+            Candidates(
+                found.z.view(nu, keep, *found.z.shape[1:]),
+                [n.view(nu, keep, *n.shape[1:]) for n in found.noise],
+                found.mse.view(nu, keep),
+                found.images.view(nu, keep, *found.images.shape[1:]),
+            )
+        )
+    return Candidates(
+        torch.cat([r.z for r in results]),
+        [torch.cat(parts) for parts in zip(*[r.noise for r in results], strict=True)]
+        if noise0
+        else [],
+        torch.cat([r.mse for r in results]),
+        torch.cat([r.images for r in results]),
+    )
+
+
+def choose(cands: Candidates, n: int) -> torch.Tensor:
+    """Indices ``(U, n)`` of the ``n`` best starts per unit, preferring distinct images."""
+    order = cands.mse.argsort(dim=1)
+    picks = []
+    for u in range(order.shape[0]):
+        chosen: list[int] = []
+        for j in order[u].tolist():
+            img = cands.images[u, j]
+            if all((img - cands.images[u, c]).abs().mean() > 1e-3 for c in chosen):
+                chosen.append(j)
+            if len(chosen) == n:
+                break
+        for j in order[u].tolist():  # not enough distinct ones: repeat the best
+            if len(chosen) == n:
+                break
+            chosen.append(j)
+        picks.append(chosen)
+    return torch.tensor(picks, device=cands.mse.device)
+
+
+def blend(
+    render: Renderer,
+    degrade: Degradation,
+    grid: TileGrid,
+    targets: torch.Tensor,
+    z: torch.Tensor,
+    noise: list[torch.Tensor],
+    tiles: torch.Tensor,
+    cfg: SearchConfig,
+    progress: dict,
+) -> Generator[Progress, None, torch.Tensor]:
+    """Phase 2: refine tiles ``(M, T, ...)`` on their blended mosaics; returns ``(M, C, H, W)``.
+
+    ``targets`` are the low-res images ``(M, C, h, w)`` the mosaics must downscale to.
+    """
+    m, t = z.shape[:2]
+    mosaic = Mosaic(grid, tiles)
+    steps = cfg.n_blend_steps
+    if t == 1 or steps == 0:
+        return mosaic.image()
+    f = grid.factor
+    margin = math.ceil(degrade.margin / f)
+    per_batch = max(1, cfg.batch_size // m)
+    chunks = [list(range(s, min(t, s + per_batch))) for s in range(0, t, per_batch)]
+    vec_dim = len(render.g.latent_shape)  # latent vectors start at this dim of (B, ...)
+    layered = render.g.layered and render.g.geocross
+    h, w = grid.size
+    for c, idx in enumerate(chunks):
+        ys = [grid.origins[i][0] for i in idx]
+        xs = [grid.origins[i][1] for i in idx]
+        inner = (min(ys), max(ys) + grid.tile[0], min(xs), max(xs) + grid.tile[1])
+        outer = (
+            max(0, inner[0] - margin),
+            min(h, inner[1] + margin),
+            max(0, inner[2] - margin),
+            min(w, inner[3] + margin),
+        )
+        box = (slice(outer[0] * f, outer[1] * f), slice(outer[2] * f, outer[3] * f))
+        keep = (
+            slice(inner[0] - outer[0], inner[1] - outer[0]),
+            slice(inner[2] - outer[2], inner[3] - outer[2]),
+        )
+        target = targets[..., inner[0] : inner[1], inner[2] : inner[3]]
+        fixed = mosaic.fixed(idx, box)
+        zc = z[:, idx].flatten(0, 1).clone().requires_grad_()
+        nc = [n[:, idx].flatten(0, 1).clone() for n in noise]
+        params = [zc] + ([n.requires_grad_() for n in nc] if cfg.optimize_noise else [])
+        opt = torch.optim.Adam(params, lr=cfg.blend_lr)
+        best = torch.full((m,), math.inf, device=z.device)
+        best_z, best_n = zc.detach().clone(), [n.detach().clone() for n in nc]
+        start_done = progress["done"]
+        for step in range(steps + 1):
+            final = step == steps
+            with torch.set_grad_enabled(not final):
+                img = render(zc, nc or None).view(m, len(idx), *tiles.shape[2:])
+                region = mosaic.compose(fixed, idx, img, box)
+                lr_img = degrade(region)[..., keep[0], keep[1]]
+                mse = (lr_img - target).pow(2).flatten(1).mean(1)
+                loss = cfg.l2_weight * mse.sum()
+                if layered and cfg.geocross_weight:
+                    loss = loss + cfg.geocross_weight * geocross(zc).sum()
+            with torch.no_grad():
+                better = (mse < best).repeat_interleave(len(idx))
+                best = torch.minimum(best, mse.detach())
+                best_z[better] = zc.detach()[better]
+                for bn, n in zip(best_n, nc, strict=True):
+                    bn[better] = n.detach()[better]
+            if final:
+                break
+            for group in opt.param_groups:
+                group["lr"] = cfg.blend_lr * (1 - 0.99 * step / steps)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            project_to_sphere(zc, vec_dim)
+            for n in nc:
+                project_to_sphere(n, 1)
+            progress["done"] = start_done + step + 1
+            yield Progress(
+                "blend", progress["done"], progress["total"], c + 1, len(chunks), float(best.max())
+            )
+        with torch.no_grad():
+            final_tiles = render(best_z, best_n or None).view(m, len(idx), *tiles.shape[2:])
+        mosaic.update(idx, final_tiles)
+        z[:, idx] = best_z.view(m, len(idx), *z.shape[2:])
+        for n, bn in zip(noise, best_n, strict=True):
+            n[:, idx] = bn.view(m, len(idx), *n.shape[2:])
+    return mosaic.image()
+
+
+def planned_steps(n_units: int, n_tiles: int, n_mosaics: int, cfg: SearchConfig) -> int:
+    """Optimiser steps the whole job will take at most (for progress bars)."""
+    per_batch = max(1, cfg.batch_size // cfg.restarts)
+    total = math.ceil(n_units / per_batch) * cfg.steps
+    if n_tiles > 1:
+        total += math.ceil(n_tiles / max(1, cfg.batch_size // n_mosaics)) * cfg.n_blend_steps
+    return total

@@ -1,0 +1,141 @@
+"""Pieces of the latent search: the sphere, GEOCROSS, the learning-rate schedule, picking starts."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from napari_pulse.search import Candidates, choose, geocross, one_cycle, project_to_sphere
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # Small tensors: one thread is faster, and far faster on a busy 2-core machine.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _randn(*shape: int, seed: int = 0) -> torch.Tensor:
+    return torch.randn(shape, generator=torch.Generator().manual_seed(seed))
+
+
+def test_project_to_sphere_vectors():
+    t = _randn(5, 16) * torch.arange(1, 6)[:, None]  # different norms per row
+    out = project_to_sphere(t, 1)
+    assert out is t  # in place
+    torch.testing.assert_close(t.norm(dim=-1), torch.full((5,), 4.0))
+
+
+def test_project_to_sphere_per_layer():
+    t = _randn(3, 4, 9, seed=1) * 7
+    directions = torch.nn.functional.normalize(t, dim=-1)
+    project_to_sphere(t, 2)
+    torch.testing.assert_close(t.norm(dim=-1), torch.full((3, 4), 3.0))
+    torch.testing.assert_close(torch.nn.functional.normalize(t, dim=-1), directions)
+
+
+def test_project_to_sphere_whole_sample():
+    t = _randn(2, 4, 9, seed=2)
+    project_to_sphere(t, 1)  # one vector of 36 per sample
+    torch.testing.assert_close(t.flatten(1).norm(dim=-1), torch.full((2,), 6.0))
+
+
+def test_project_to_sphere_keeps_leaf_with_grad():
+    t = _randn(2, 3, 8).requires_grad_()
+    project_to_sphere(t, 2)
+    assert t.is_leaf and t.requires_grad
+    torch.testing.assert_close(t.detach().norm(dim=-1), torch.full((2, 3), math.sqrt(8)))
+
+
+def test_geocross_zero_for_identical_layers():
+    v = _randn(3, 1, 16)
+    z = v.expand(3, 5, 16).clone() * torch.tensor([1.0, 2.0, 0.5, 3.0, 1.0])[None, :, None]
+    z.requires_grad_()
+    g = geocross(z)
+    assert g.shape == (3,)
+    assert torch.all(g.abs() < 1e-5)
+    g.sum().backward()
+    assert torch.isfinite(z.grad).all()
+
+
+def test_geocross_positive_otherwise_with_finite_gradients():
+    z = _randn(4, 5, 16, seed=3)
+    z[0, 1] = z[0, 0]  # some identical pairs, some not
+    z.requires_grad_()
+    g = geocross(z)
+    assert torch.all(g > 0.1)
+    g.sum().backward()
+    assert torch.isfinite(z.grad).all()
+    assert z.grad.abs().sum() > 0
+
+
+def test_geocross_known_value_and_scale_invariance():
+    # Two orthogonal layer vectors: the angle is pi/2 whatever their lengths.
+    z = torch.tensor([[[1.0, 0.0], [0.0, 5.0]]])
+    assert geocross(z).item() == pytest.approx((math.pi / 2) ** 2, rel=1e-5)
+    assert geocross(torch.tensor([[[1.0, 0.0], [-1.0, 0.0]]])).item() == pytest.approx(
+        math.pi**2, rel=1e-4
+    )
+
+
+def test_geocross_single_layer_is_zero():
+    g = geocross(_randn(3, 1, 8))
+    torch.testing.assert_close(g, torch.zeros(3))
+
+
+def test_one_cycle_shape():
+    steps = 1000
+    values = [one_cycle(s, steps) for s in range(steps + 1)]
+    assert values[0] == pytest.approx(0.1)
+    peak = max(range(steps + 1), key=values.__getitem__)
+    assert abs(peak - 0.45 * steps) <= 2
+    assert values[peak] == pytest.approx(1.0, abs=1e-2)
+    assert one_cycle(int(0.9 * steps), steps) == pytest.approx(0.1, abs=1e-6)
+    assert values[-1] == pytest.approx(0.001, abs=1e-9)
+    assert values[-2] < 0.003  # the last step actually taken is near 0.001 too
+    assert all(0 < v <= 1 for v in values)
+    # Piecewise linear between the knots 0 -> 0.1, 45% -> 1, 90% -> 0.1, 100% -> 0.001.
+    expected = np.interp(np.arange(steps + 1) / steps, [0, 0.45, 0.9, 1], [0.1, 1, 0.1, 0.001])
+    np.testing.assert_allclose(values, expected, atol=1e-9)
+    # Rising to the peak, then falling all the way.
+    assert all(a <= b for a, b in zip(values[: peak + 1], values[1 : peak + 1], strict=False))
+    assert all(a >= b for a, b in zip(values[peak:], values[peak + 1 :], strict=False))
+
+
+def test_one_cycle_degenerate_steps():
+    assert one_cycle(0, 0) == pytest.approx(0.1)
+    assert one_cycle(0, 1) == pytest.approx(0.1)
+
+
+def _cands(mse: torch.Tensor, images: torch.Tensor) -> Candidates:
+    u, k = mse.shape
+    return Candidates(z=torch.zeros(u, k, 2, 4), noise=[], mse=mse, images=images)
+
+
+def test_choose_picks_lowest_mse():
+    mse = torch.tensor([[0.5, 0.1, 0.3, 0.2], [0.01, 0.04, 0.02, 0.03]])
+    images = torch.rand(2, 4, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    picks = choose(_cands(mse, images), 2)
+    assert picks.tolist() == [[1, 3], [0, 2]]
+    assert choose(_cands(mse, images), 1).tolist() == [[1], [0]]
+    assert choose(_cands(mse, images), 4).tolist() == [[1, 3, 2, 0], [0, 2, 3, 1]]
+
+
+def test_choose_prefers_distinct_images():
+    mse = torch.tensor([[0.1, 0.2, 0.3]])
+    images = torch.stack([torch.zeros(1, 4, 4), torch.zeros(1, 4, 4), torch.ones(1, 4, 4)])[None]
+    # Start 1 is the same image as start 0: the next distinct one (2) is preferred.
+    assert choose(_cands(mse, images), 2).tolist() == [[0, 2]]
+
+
+def test_choose_repeats_when_too_few_distinct():
+    mse = torch.tensor([[0.3, 0.1]])
+    images = torch.zeros(1, 2, 1, 4, 4)
+    picks = choose(_cands(mse, images), 2)
+    assert picks.shape == (1, 2)
+    assert picks[0, 0].item() == 1  # the best comes first
