@@ -11,7 +11,15 @@ import torch
 
 from napari_pulse.degrade import Degradation
 from napari_pulse.generators.base import DomainGenerator
-from napari_pulse.search import geocross, one_cycle, project_to_sphere
+from napari_pulse.search import geocross, project_to_sphere
+
+
+def one_cycle(step: int, steps: int) -> float:
+    """PULSE's learning-rate multiplier: 0.1 -> 1 at 45%, back to 0.1 at 90%, then to 0.001."""
+    x = step / max(1, steps)
+    if x < 0.9:
+        return (9 * (1 - abs(x / 0.9 - 0.5) * 2) + 1) / 10
+    return 0.1 + (x - 0.9) / 0.1 * (0.001 - 0.1)
 
 
 def reference_pulse(

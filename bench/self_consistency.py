@@ -36,8 +36,8 @@ def inputs(name: str, factor: int, n: int, seed: int = 1234) -> np.ndarray:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--n", type=int, default=20)
-    ap.add_argument("--steps", type=int, default=200)
-    ap.add_argument("--restarts", type=int, default=8)
+    ap.add_argument("--steps", type=int, default=400)
+    ap.add_argument("--restarts", type=int, default=96)
     ap.add_argument("--generators", nargs="+", default=["tiny", "faces-dcgan64"])
     ap.add_argument("--factors", nargs="+", type=int, default=[4, 8])
     args = ap.parse_args()

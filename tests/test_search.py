@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pytest
 import torch
 
-from napari_pulse.search import Candidates, choose, geocross, one_cycle, project_to_sphere
+from napari_pulse.search import Candidates, choose, cosine, geocross, project_to_sphere
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -88,30 +87,6 @@ def test_geocross_single_layer_is_zero():
     torch.testing.assert_close(g, torch.zeros(3))
 
 
-def test_one_cycle_shape():
-    steps = 1000
-    values = [one_cycle(s, steps) for s in range(steps + 1)]
-    assert values[0] == pytest.approx(0.1)
-    peak = max(range(steps + 1), key=values.__getitem__)
-    assert abs(peak - 0.45 * steps) <= 2
-    assert values[peak] == pytest.approx(1.0, abs=1e-2)
-    assert one_cycle(int(0.9 * steps), steps) == pytest.approx(0.1, abs=1e-6)
-    assert values[-1] == pytest.approx(0.001, abs=1e-9)
-    assert values[-2] < 0.003  # the last step actually taken is near 0.001 too
-    assert all(0 < v <= 1 for v in values)
-    # Piecewise linear between the knots 0 -> 0.1, 45% -> 1, 90% -> 0.1, 100% -> 0.001.
-    expected = np.interp(np.arange(steps + 1) / steps, [0, 0.45, 0.9, 1], [0.1, 1, 0.1, 0.001])
-    np.testing.assert_allclose(values, expected, atol=1e-9)
-    # Rising to the peak, then falling all the way.
-    assert all(a <= b for a, b in zip(values[: peak + 1], values[1 : peak + 1], strict=False))
-    assert all(a >= b for a, b in zip(values[peak:], values[peak + 1 :], strict=False))
-
-
-def test_one_cycle_degenerate_steps():
-    assert one_cycle(0, 0) == pytest.approx(0.1)
-    assert one_cycle(0, 1) == pytest.approx(0.1)
-
-
 def _cands(mse: torch.Tensor, images: torch.Tensor) -> Candidates:
     u, k = mse.shape
     return Candidates(z=torch.zeros(u, k, 2, 4), noise=[], mse=mse, images=images)
@@ -139,3 +114,10 @@ def test_choose_repeats_when_too_few_distinct():
     picks = choose(_cands(mse, images), 2)
     assert picks.shape == (1, 2)
     assert picks[0, 0].item() == 1  # the best comes first
+
+
+def test_cosine_schedule_falls_from_one_to_zero():
+    values = [cosine(s, 10) for s in range(11)]
+    assert values[0] == pytest.approx(1) and values[-1] == pytest.approx(0, abs=1e-12)
+    assert all(a > b for a, b in zip(values, values[1:], strict=False))
+    assert values[5] == pytest.approx(0.5)

@@ -20,6 +20,9 @@ from .events import Progress
 from .generators import available, default_for
 from .imageio import TIFF_SUFFIXES, read_image, write_tiff_atomic
 from .intensity import NORMALIZATIONS
+from .search import SearchConfig
+
+DEFAULTS = SearchConfig()
 
 PROG = "napari-pulse"
 CAVEAT = (
@@ -91,12 +94,17 @@ def _add_upscale(sub: Any) -> None:
         default=None,
         help="psf width in high-res pixels (with --degradation psf)",
     )
-    p.add_argument("--steps", type=int, default=200, help="optimiser steps per restart" + dflt)
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=DEFAULTS.steps,
+        help="optimiser steps of each kept start (exploring, then refining)" + dflt,
+    )
     p.add_argument(
         "--restarts",
         type=int,
-        default=8,
-        help="random starts per tile; the best ones are kept" + dflt,
+        default=DEFAULTS.restarts,
+        help=f"random starts per tile; the best {DEFAULTS.keep} are refined" + dflt,
     )
     p.add_argument(
         "--samples",

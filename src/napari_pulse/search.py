@@ -30,48 +30,47 @@ LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601: how an RGB generator's image becom
 
 @dataclass(frozen=True)
 class SearchConfig:
-    """Settings of the search; the defaults follow PULSE where it has one."""
+    """Settings of the search (see the module docstring for the two phases)."""
 
-    steps: int = 200
-    restarts: int = 8
+    steps: int = 400  # optimiser steps of a kept start: exploring, then refining
+    restarts: int = 96  # random starts per tile, explored together in batches
     samples: int = 1
-    lr: float = 0.4
     eps: float = 2e-3
+    explore_steps: int = 25
+    explore_lr: float = 0.2
+    keep: int = 4  # starts per tile refined after exploring (at least ``samples``)
+    refine_lr: float = 0.1
     l2_weight: float = 100.0
     l1_weight: float = 0.0
-    geocross_weight: float = 0.05
-    explore: float = 0.4  # share of ``steps`` in which all starts explore
-    keep: int | None = None  # starts per tile refined after exploring; None: max(samples, 2)
-    refine_lr: float = 0.05
+    geocross_weight: float = 0.05  # only for generators whose latent calls for it
     blend_steps: int | None = None  # seam refinement steps; None: steps // 4; 0: off
     blend_lr: float = 0.05
     patience: int = 25
     early_stop: bool = True
     optimize_noise: bool = True
-    batch_size: int = 64  # generator images per forward pass
+    batch_size: int = 128  # generator images per forward pass
 
     @property
     def n_keep(self) -> int:
-        keep = max(self.samples, 2) if self.keep is None else max(self.samples, self.keep)
-        return min(self.restarts, keep)
+        return min(self.restarts, max(self.samples, self.keep))
 
     @property
     def n_explore_steps(self) -> int:
-        if self.n_keep == self.restarts:
-            return self.steps  # nothing to drop: one phase with the one-cycle schedule
-        return max(1, round(self.explore * self.steps))
+        return min(self.steps, self.explore_steps)
 
     @property
     def n_blend_steps(self) -> int:
         return self.steps // 4 if self.blend_steps is None else self.blend_steps
 
+    def batches(self, n_units: int, rows_per_unit: int) -> list[list[int]]:
+        """Units grouped so that a group has at most ``batch_size`` rows (at least one unit)."""
+        per = max(1, self.batch_size // rows_per_unit)
+        return [list(range(s, min(n_units, s + per))) for s in range(0, n_units, per)]
 
-def one_cycle(step: int, steps: int) -> float:
-    """PULSE's learning-rate multiplier: 0.1 -> 1 at 45%, back to 0.1 at 90%, then to 0.001."""
-    x = step / max(1, steps)
-    if x < 0.9:
-        return (9 * (1 - abs(x / 0.9 - 0.5) * 2) + 1) / 10
-    return 0.1 + (x - 0.9) / 0.1 * (0.001 - 0.1)
+
+def cosine(step: int, steps: int) -> float:
+    """Learning-rate multiplier falling from 1 to 0 over ``steps`` (half a cosine)."""
+    return 0.5 * (1 + math.cos(math.pi * step / max(1, steps)))
 
 
 def project_to_sphere(t: torch.Tensor, start_dim: int) -> torch.Tensor:
@@ -122,7 +121,7 @@ class Candidates:
     z: torch.Tensor
     noise: list[torch.Tensor]
     mse: torch.Tensor
-    images: torch.Tensor
+    images: torch.Tensor | None  # None for starts that have not run yet
 
 
 def _per_sample_loss(
@@ -206,10 +205,6 @@ def _fit(
     return best
 
 
-def _rows(c: Candidates, idx: torch.Tensor) -> Candidates:
-    return Candidates(c.z[idx], [n[idx] for n in c.noise], c.mse[idx], c.images[idx])
-
-
 def search(
     render: Renderer,
     degrade: Degradation,
@@ -221,82 +216,84 @@ def search(
 ) -> Generator[Progress, None, Candidates]:
     """Phase 1: fit every unit ``targets[u]`` ``(C, h, w)`` from starts ``z0[u]`` ``(K, ...)``.
 
-    All starts explore for ``explore_steps`` with PULSE's one-cycle schedule; then the
-    ``keep`` best starts of each unit are refined with a decaying learning rate. Returns
-    ``(U, keep, ...)`` candidates, best first.
+    Successive halving: all ``K`` starts explore for ``explore_steps`` (a high, decaying
+    learning rate); the ``keep`` best of each unit then refine for the rest of ``steps``
+    from their best state. Returns ``(U, keep, ...)`` candidates, best first.
     """
     n_units, k = z0.shape[:2]
     keep = cfg.n_keep
     explore, refine = cfg.n_explore_steps, cfg.steps - cfg.n_explore_steps
-    per_batch = max(1, cfg.batch_size // k)
-    batches = [list(range(s, min(n_units, s + per_batch))) for s in range(0, n_units, per_batch)]
-    results: list[Candidates] = []
-    for b, units in enumerate(batches):
-        sel = torch.tensor(units, device=z0.device)
-        nu = len(units)
-        start_done = progress["done"]
+    vec_dim = len(render.g.latent_shape)
+    z0 = project_to_sphere(z0.clone(), vec_dim + 1)
+    noise0 = [project_to_sphere(n.clone(), 2) for n in noise0]
 
-        def tick(step: int, worst: float, offset: int = 0, start: int = start_done, b: int = b):
-            progress["done"] = start + offset + step
-            return Progress(
-                "search", progress["done"], progress["total"], b + 1, len(batches), worst
-            )
+    def run(stage_cands: Candidates, per_unit: int, steps: int, lr: float, label: str):
+        """Optimise ``(U, per_unit, ...)`` candidates batch by batch; yields progress."""
+        batches = cfg.batches(n_units, per_unit)
+        parts = []
+        for b, units in enumerate(batches):
+            sel = torch.tensor(units, device=z0.device)
+            start = progress["done"]
 
-        z = project_to_sphere(z0[sel].flatten(0, 1).clone(), len(render.g.latent_shape))
-        noise = [project_to_sphere(n[sel].flatten(0, 1).clone(), 1) for n in noise0]
-        target = targets[sel]
-        found = yield from _fit(
-            render,
-            degrade,
-            target.repeat_interleave(k, dim=0),
-            z,
-            noise,
-            cfg,
-            explore,
-            lambda s: cfg.lr * one_cycle(s, explore),
-            k,
-            tick,
-        )
-        order = found.mse.view(nu, k).argsort(dim=1)[:, :keep]
-        rows = (order + torch.arange(nu, device=order.device)[:, None] * k).flatten()
-        found = _rows(found, rows)
-        if refine > 0:
-            refined = yield from _fit(
+            def tick(step: int, worst: float, start: int = start, b: int = b) -> Progress:
+                progress["done"] = start + step
+                return Progress(
+                    label, progress["done"], progress["total"], b + 1, len(batches), worst
+                )
+
+            found = yield from _fit(
                 render,
                 degrade,
-                target.repeat_interleave(keep, dim=0),
-                found.z,
-                found.noise,
+                targets[sel].repeat_interleave(per_unit, dim=0),
+                stage_cands.z[sel].flatten(0, 1),
+                [n[sel].flatten(0, 1) for n in stage_cands.noise],
                 cfg,
-                refine,
-                lambda s: cfg.refine_lr * 0.5 * (1 + math.cos(math.pi * s / refine)),
-                keep,
-                lambda step, worst: tick(step, worst, offset=explore),
+                steps,
+                lambda s: lr * cosine(s, steps),
+                per_unit,
+                tick,
             )
-            better = refined.mse < found.mse
-            for name in ("z", "mse", "images"):
-                getattr(found, name)[better] = getattr(refined, name)[better]
-            for fn, rn in zip(found.noise, refined.noise, strict=True):
-                fn[better] = rn[better]
-        progress["done"] = start_done + cfg.steps
-        order = found.mse.view(nu, keep).argsort(dim=1)
-        rows = (order + torch.arange(nu, device=order.device)[:, None] * keep).flatten()
-        found = _rows(found, rows)
-        results.append(
-            Candidates(
-                found.z.view(nu, keep, *found.z.shape[1:]),
-                [n.view(nu, keep, *n.shape[1:]) for n in found.noise],
-                found.mse.view(nu, keep),
-                found.images.view(nu, keep, *found.images.shape[1:]),
-            )
-        )
+            progress["done"] = start + steps
+            parts.append(found)
+        return _cat(parts, n_units, per_unit)
+
+    starts = Candidates(z0, noise0, torch.full((n_units, k), math.inf, device=z0.device), None)
+    explored = yield from run(starts, k, explore, cfg.explore_lr, "search")
+    kept = _best(explored, keep)
+    if refine > 0:
+        refined = yield from run(kept, keep, refine, cfg.refine_lr, "search")
+        better = refined.mse < kept.mse
+        for name in ("z", "mse", "images"):
+            getattr(kept, name)[better] = getattr(refined, name)[better]
+        for kn, rn in zip(kept.noise, refined.noise, strict=True):
+            kn[better] = rn[better]
+        kept = _best(kept, keep)
+    return kept
+
+
+def _cat(parts: list[Candidates], n_units: int, per_unit: int) -> Candidates:
+    """Batches of flat rows back to ``(U, per_unit, ...)`` candidates."""
+
+    def unflat(t: torch.Tensor) -> torch.Tensor:
+        return t.view(n_units, per_unit, *t.shape[1:])
+
     return Candidates(
-        torch.cat([r.z for r in results]),
-        [torch.cat(parts) for parts in zip(*[r.noise for r in results], strict=True)]
-        if noise0
-        else [],
-        torch.cat([r.mse for r in results]),
-        torch.cat([r.images for r in results]),
+        unflat(torch.cat([p.z for p in parts])),
+        [unflat(torch.cat(ns)) for ns in zip(*[p.noise for p in parts], strict=True)],
+        unflat(torch.cat([p.mse for p in parts])),
+        unflat(torch.cat([p.images for p in parts])),
+    )
+
+
+def _best(c: Candidates, n: int) -> Candidates:
+    """The ``n`` lowest-MSE candidates of every unit, best first."""
+    order = c.mse.argsort(dim=1)[:, :n]
+    units = torch.arange(order.shape[0], device=order.device)[:, None]
+    return Candidates(
+        c.z[units, order],
+        [x[units, order] for x in c.noise],
+        c.mse[units, order],
+        c.images[units, order],
     )
 
 
@@ -412,8 +409,9 @@ def blend(
 
 def planned_steps(n_units: int, n_tiles: int, n_mosaics: int, cfg: SearchConfig) -> int:
     """Optimiser steps the whole job will take at most (for progress bars)."""
-    per_batch = max(1, cfg.batch_size // cfg.restarts)
-    total = math.ceil(n_units / per_batch) * cfg.steps
+    explore, refine = cfg.n_explore_steps, cfg.steps - cfg.n_explore_steps
+    total = len(cfg.batches(n_units, cfg.restarts)) * explore
+    total += len(cfg.batches(n_units, cfg.n_keep)) * refine
     if n_tiles > 1:
         total += math.ceil(n_tiles / max(1, cfg.batch_size // n_mosaics)) * cfg.n_blend_steps
     return total
