@@ -228,7 +228,8 @@ def search(
     noise0 = [project_to_sphere(n.clone(), 2) for n in noise0]
 
     def run(stage_cands: Candidates, per_unit: int, steps: int, lr: float, label: str):
-        """Optimise ``(U, per_unit, ...)`` candidates batch by batch; yields progress."""
+        """Optimise ``(U, per_unit, ...)`` candidates batch by batch, keeping the ``keep``
+        best of each unit as each batch ends (so memory stays bounded); yields progress."""
         batches = cfg.batches(n_units, per_unit)
         parts = []
         for b, units in enumerate(batches):
@@ -254,35 +255,28 @@ def search(
                 tick,
             )
             progress["done"] = start + steps
-            parts.append(found)
-        return _cat(parts, n_units, per_unit)
+            parts.append(_best(_unflat(found, len(units), per_unit), keep))
+        return Candidates(
+            torch.cat([p.z for p in parts]),
+            [torch.cat(ns) for ns in zip(*[p.noise for p in parts], strict=True)],
+            torch.cat([p.mse for p in parts]),
+            torch.cat([p.images for p in parts]),
+        )
 
     starts = Candidates(z0, noise0, torch.full((n_units, k), math.inf, device=z0.device), None)
-    explored = yield from run(starts, k, explore, cfg.explore_lr, "search")
-    kept = _best(explored, keep)
-    if refine > 0:
-        refined = yield from run(kept, keep, refine, cfg.refine_lr, "search")
-        better = refined.mse < kept.mse
-        for name in ("z", "mse", "images"):
-            getattr(kept, name)[better] = getattr(refined, name)[better]
-        for kn, rn in zip(kept.noise, refined.noise, strict=True):
-            kn[better] = rn[better]
-        kept = _best(kept, keep)
+    kept = yield from run(starts, k, explore, cfg.explore_lr, "search")
+    if refine > 0:  # starts from the kept best states, so it can only improve on them
+        kept = yield from run(kept, keep, refine, cfg.refine_lr, "search")
     return kept
 
 
-def _cat(parts: list[Candidates], n_units: int, per_unit: int) -> Candidates:
-    """Batches of flat rows back to ``(U, per_unit, ...)`` candidates."""
+def _unflat(c: Candidates, n_units: int, per_unit: int) -> Candidates:
+    """Flat rows back to ``(n_units, per_unit, ...)`` candidates."""
 
     def unflat(t: torch.Tensor) -> torch.Tensor:
         return t.view(n_units, per_unit, *t.shape[1:])
 
-    return Candidates(
-        unflat(torch.cat([p.z for p in parts])),
-        [unflat(torch.cat(ns)) for ns in zip(*[p.noise for p in parts], strict=True)],
-        unflat(torch.cat([p.mse for p in parts])),
-        unflat(torch.cat([p.images for p in parts])),
-    )
+    return Candidates(unflat(c.z), [unflat(n) for n in c.noise], unflat(c.mse), unflat(c.images))
 
 
 def _best(c: Candidates, n: int) -> Candidates:
