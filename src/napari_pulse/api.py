@@ -300,6 +300,7 @@ def _stream(
         "channel_conversion": _conversion(layout, gen),
         "tiles": {"grid": list(grid.shape), "tile": list(grid.tile), "overlap": grid.overlap},
         "blend_steps": cfg.n_blend_steps if len(grid) > 1 else 0,
+        "search": dict(cfg.__dict__),
         "device": str(dev),
         "napari_pulse": __version__,
         "torch": torch.__version__,
@@ -349,7 +350,7 @@ def _assemble(
     n_planes, n_samples = mosaics.shape[:2]
     out = cast_like(intensity.from_unit(_from_planes(mosaics, layout)), dtype)  # (N, ...)
     # Judge what the user gets: the cast output, brought back to [0, 1] and downscaled.
-    back = _to_planes_n(intensity.to_unit(out), layout, n_samples)  # (N, P, C, H, W)
+    back = np.stack([_to_planes(u, layout) for u in intensity.to_unit(out)])  # (N, P, C, H, W)
     with torch.no_grad():
         lr = degrade(torch.from_numpy(back).flatten(0, 1).to(degrade.taps.device)).cpu().numpy()
     lr = lr.reshape(n_samples, n_planes, *lr.shape[1:])
@@ -379,10 +380,6 @@ def _assemble(
         std=std,
         sample_lr_psnr=[_psnr(m) for m in sample_mse],
     )
-
-
-def _to_planes_n(unit: np.ndarray, layout: _Layout, n: int) -> np.ndarray:
-    return np.stack([_to_planes(u, layout) for u in unit]) if n else unit
 
 
 def upscale(

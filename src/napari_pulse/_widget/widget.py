@@ -1,0 +1,340 @@
+"""The "Upscale (PULSE)" dock widget: choices in, one ``iter_upscale`` on a worker, layers out."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FloatSpinBox,
+    Label,
+    PushButton,
+    SpinBox,
+)
+from napari.layers import Image, Shapes
+from napari.utils.notifications import show_error, show_info, show_warning
+
+from ..generators import available, load
+from .layers import result_layers
+from .runner import UpscaleJob
+
+if TYPE_CHECKING:
+    import napari
+
+#: Quality presets: (optimiser steps, random starts per tile). "best" is the API default.
+PRESETS: dict[str, tuple[int, int]] = {
+    "fast": (150, 16),
+    "balanced": (300, 48),
+    "best": (400, 96),
+}
+DEGRADATIONS = ("bicubic", "area", "psf")
+WHOLE, VIEW, RECTANGLE = "whole image", "field of view", "rectangle in "
+NOT_EXPLAINED = (
+    "The search did not reach eps (low-res PSNR {psnr:.1f} dB): this generator cannot "
+    "explain this image. Treat the result's details with suspicion; try another generator, "
+    "another degradation, or more steps."
+)
+
+
+def devices() -> list[str]:
+    """``auto`` plus the torch devices present on this machine."""
+    import torch
+
+    found = ["auto", "cpu"]
+    if torch.cuda.is_available():
+        found.append("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        found.append("mps")
+    return found
+
+
+class UpscaleWidget(Container):
+    """Upscale an image layer with a PULSE latent search in a pretrained generator."""
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
+        super().__init__(labels=True)
+        self.viewer = napari_viewer
+        self.job: UpscaleJob | None = None
+        self._generators = {info.name: info for info in available()}
+
+        self.image = ComboBox(label="image", choices=self._image_layers, nullable=True)
+        gen_choices = [
+            (name if info.ok else f"{name} (unavailable)", name)
+            for name, info in self._generators.items()
+        ]
+        self.generator = ComboBox(label="generator", choices=gen_choices)
+        self.generator_info = Label(label="")
+        self._factors: list[int] = []
+        # Callables, not lists: napari calls reset_choices() on dock widgets as layers
+        # change, which would put a static list back to its initial value.
+        self.factor = ComboBox(label="factor", choices=lambda _w: self._factors)
+        self.degradation = ComboBox(label="degradation", choices=list(DEGRADATIONS))
+        self.sigma = FloatSpinBox(
+            label="PSF sigma", value=1.0, min=0.1, max=50.0, step=0.1, visible=False
+        )
+        self.quality = ComboBox(label="quality", choices=list(PRESETS), value="balanced")
+        self.advanced = CheckBox(text="advanced settings", value=False)
+        steps, restarts = PRESETS["balanced"]
+        self.steps = SpinBox(label="steps", value=steps, min=1, max=100_000, visible=False)
+        self.restarts = SpinBox(label="restarts", value=restarts, min=1, max=10_000, visible=False)
+        self.samples = SpinBox(label="samples", value=1, min=1, max=64, visible=False)
+        self.eps = FloatSpinBox(
+            label="eps (low-res MSE)", value=2e-3, min=1e-6, max=1.0, step=1e-4, visible=False
+        )
+        self.seed = SpinBox(label="seed", value=0, min=0, max=2**31 - 1, visible=False)
+        self.device = ComboBox(label="device", choices=devices())
+        self.region = ComboBox(label="region", choices=self._regions)
+        self.all_planes = CheckBox(text="all planes (nD layers)", value=False)
+        self.run_button = PushButton(text="Upscale")
+        self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.status = Label(label="", value="")
+        self.extend(
+            [
+                self.image,
+                self.generator,
+                self.generator_info,
+                self.factor,
+                self.degradation,
+                self.sigma,
+                self.quality,
+                self.advanced,
+                self.steps,
+                self.restarts,
+                self.samples,
+                self.eps,
+                self.seed,
+                self.device,
+                self.region,
+                self.all_planes,
+                self.run_button,
+                self.cancel_button,
+                self.status,
+            ]
+        )
+
+        self.generator.changed.connect(self._on_generator)
+        self.degradation.changed.connect(lambda v: setattr(self.sigma, "visible", v == "psf"))
+        self.quality.changed.connect(self._on_quality)
+        self.advanced.changed.connect(self._on_advanced)
+        self.run_button.changed.connect(lambda: self.start())
+        self.cancel_button.changed.connect(lambda: self.cancel())
+        events = self.viewer.layers.events
+        for name in ("inserted", "removed", "moved", "reordered"):
+            emitter = getattr(events, name, None)
+            if emitter is not None:
+                emitter.connect(self._on_layers)
+        first_ok = next((n for n, i in self._generators.items() if i.ok), None)
+        if first_ok is not None:
+            self.generator.value = first_ok
+        self._on_generator(self.generator.value)
+        self._on_layers()
+
+    # -- choices kept in sync -------------------------------------------------------------
+
+    def _image_layers(self, _widget: Any = None) -> list[Image]:
+        return [layer for layer in self.viewer.layers if isinstance(layer, Image)]
+
+    def _regions(self, _widget: Any = None) -> list[str]:
+        shapes = [layer.name for layer in self.viewer.layers if isinstance(layer, Shapes)]
+        return [WHOLE, VIEW, *(RECTANGLE + name for name in shapes)]
+
+    def _on_layers(self, _event: Any = None) -> None:
+        region = self.region.value
+        self.region.reset_choices()
+        if region in self.region.choices:
+            self.region.value = region
+        current = self.image.value
+        self.image.reset_choices()
+        layers = self._image_layers()
+        if current in layers:
+            self.image.value = current
+        elif self.viewer.layers.selection.active in layers:
+            self.image.value = self.viewer.layers.selection.active
+        elif layers:
+            self.image.value = layers[-1]
+
+    def _on_generator(self, name: str | None) -> None:
+        info = self._generators.get(name) if name else None
+        previous = self.factor.value
+        if info is None or not info.ok:
+            reason = info.reason if info is not None else "no generator installed"
+            self.generator_info.value = f"unavailable: {reason}"
+            self.generator_info.tooltip = reason
+            self._set_factors([])
+            self.run_button.enabled = False
+            return
+        try:
+            gen = load(name)
+        except Exception as exc:  # noqa: BLE001 - a broken plugin generator must not crash the GUI
+            self.generator_info.value = f"cannot load: {exc}"
+            self._set_factors([])
+            self.run_button.enabled = False
+            return
+        h, w = gen.resolution
+        self.generator_info.value = f"{h}x{w}, {'RGB' if gen.channels == 3 else 'grayscale'}"
+        self.generator_info.tooltip = info.summary
+        choices = list(range(2, min(h, w) // 2 + 1))
+        self._set_factors(choices)
+        if previous in choices:
+            self.factor.value = previous
+        else:
+            self.factor.value = 4 if 4 in choices else choices[-1]
+        self.run_button.enabled = self.job is None
+
+    def _set_factors(self, factors: list[int]) -> None:
+        self._factors = factors
+        self.factor.reset_choices()
+
+    def _on_quality(self, preset: str) -> None:
+        self.steps.value, self.restarts.value = PRESETS[preset]
+
+    def _on_advanced(self, show: bool) -> None:
+        for w in (self.steps, self.restarts, self.samples, self.eps, self.seed):
+            w.visible = show
+
+    # -- running --------------------------------------------------------------------------
+
+    def options(self) -> dict[str, Any]:
+        """The widget's choices as keyword arguments of :func:`napari_pulse.iter_upscale`."""
+        opts: dict[str, Any] = {
+            "generator": self.generator.value,
+            "factor": self.factor.value,
+            "degradation": self.degradation.value,
+            "steps": int(self.steps.value),
+            "restarts": int(self.restarts.value),
+            "samples": int(self.samples.value),
+            "eps": float(self.eps.value),
+            "seed": int(self.seed.value),
+            "device": self.device.value,
+        }
+        if self.degradation.value == "psf":
+            opts["sigma"] = float(self.sigma.value)
+        return opts
+
+    def _region_box(self, layer: Image, region: str) -> tuple[slice, slice]:
+        """Rows and columns of ``layer``'s data inside the chosen region."""
+        h, w = layer.data.shape[layer.ndim - 2 : layer.ndim]
+        if region == WHOLE:
+            return slice(0, h), slice(0, w)
+        if region == VIEW:
+            if self.viewer.dims.ndisplay != 2 or list(self.viewer.dims.displayed)[-2:] != [
+                self.viewer.dims.ndim - 2,
+                self.viewer.dims.ndim - 1,
+            ]:
+                raise ValueError("'field of view' needs the 2D view of the image's Y and X axes.")
+            lo, hi = np.asarray(layer.corner_pixels)[:, -2:]
+        elif region.startswith(RECTANGLE):
+            name = region[len(RECTANGLE) :]
+            if name not in self.viewer.layers or not len(self.viewer.layers[name].data):
+                raise ValueError(f"Draw a rectangle in the Shapes layer {name!r} first.")
+            shapes = self.viewer.layers[name]
+            picked = sorted(shapes.selected_data) or [len(shapes.data) - 1]
+            world = [shapes.data_to_world(v) for i in picked for v in shapes.data[i]]
+            pts = np.array([layer.world_to_data(p) for p in world])[:, -2:]
+            lo = np.floor(pts.min(axis=0) + 0.5)
+            hi = np.ceil(pts.max(axis=0) - 0.5)
+        else:
+            raise ValueError(f"Unknown region {region!r}.")
+        y0, x0 = (int(np.clip(v, 0, n)) for v, n in zip(lo, (h, w), strict=True))
+        y1, x1 = (int(np.clip(v + 1, 0, n)) for v, n in zip(hi, (h, w), strict=True))
+        if y1 - y0 < 2 or x1 - x0 < 2:
+            raise ValueError(
+                f"The {region!r} region covers {max(y1 - y0, 0)}x{max(x1 - x0, 0)} pixels "
+                f"of {layer.name!r}; it needs at least 2x2."
+            )
+        return slice(y0, y1), slice(x0, x1)
+
+    def _input(
+        self, layer: Image, all_planes: bool, region: str = WHOLE
+    ) -> tuple[np.ndarray, list[int]]:
+        """The array to upscale and where it starts in the layer's data indices."""
+        if layer.multiscale:
+            raise ValueError(
+                f"{layer.name!r} is a multiscale (pyramid) layer; upscale a single level."
+            )
+        n_lead = layer.ndim - 2  # layer.ndim excludes the RGB axis
+        rows, cols = self._region_box(layer, region)
+        offset = [0] * n_lead + [rows.start, cols.start]
+        index: list[slice] = [slice(None)] * n_lead
+        if n_lead and not all_planes:
+            point = layer.world_to_data(self.viewer.dims.point)
+            for axis in range(n_lead):
+                i = int(np.clip(np.round(point[axis]), 0, layer.data.shape[axis] - 1))
+                index[axis] = slice(i, i + 1)
+                offset[axis] = i
+        return np.asarray(layer.data[(*index, rows, cols)]), offset
+
+    def start(self, layer: Image | None = None, **overrides: Any) -> UpscaleJob | None:
+        """Start an upscale of ``layer`` (default: the chosen one) with the widget's choices,
+        ``overrides`` replacing any of :meth:`options`. Returns the running job, or None
+        when it could not start (the reason is shown as an error notification)."""
+        if self.job is not None:
+            self._error("An upscale is already running; cancel it first.")
+            return None
+        layer = layer if layer is not None else self.image.value
+        if layer is None:
+            self._error("Choose an image layer to upscale.")
+            return None
+        all_planes = overrides.pop("all_planes", self.all_planes.value)
+        region = overrides.pop("region", self.region.value)
+        opts = {**self.options(), **overrides}
+        try:
+            data, offset = self._input(layer, all_planes, region)
+        except Exception as exc:  # noqa: BLE001 - reported to the user, never a traceback
+            self._error(str(exc))
+            return None
+        opts["rgb"] = bool(layer.rgb)
+        source = {
+            "source_name": layer.name,
+            "scale": tuple(layer.scale),
+            "translate": tuple(layer.translate),
+            "rgb": bool(layer.rgb),
+            "offset": offset,
+            "colormap": None if layer.rgb else layer.colormap,
+            "contrast_limits": None if layer.rgb else tuple(layer.contrast_limits),
+        }
+        self.job = UpscaleJob(
+            data,
+            opts,
+            on_result=lambda result: self._add_result(result, opts, source),
+            on_error=lambda exc: self._error(str(exc) or type(exc).__name__),
+            on_done=self._done,
+            description=f"Upscaling {layer.name} x{opts['factor']}",
+        )
+        self.run_button.enabled = False
+        self.cancel_button.enabled = True
+        self.status.value = f"upscaling {layer.name} x{opts['factor']}..."
+        return self.job.start()
+
+    def cancel(self) -> None:
+        """Stop the running upscale within one optimiser step; the layer list stays as it was."""
+        if self.job is not None:
+            self.job.cancel()
+            self.status.value = "cancelling..."
+
+    def _add_result(self, result: Any, opts: dict[str, Any], source: dict[str, Any]) -> None:
+        name = opts["generator"] if isinstance(opts["generator"], str) else opts["generator"].name
+        tuples = result_layers(result, generator=name, factor=opts["factor"], **source)
+        added = [self.viewer.add_image(data, **meta) for data, meta, _ in tuples]
+        self.viewer.layers.selection.active = added[0]
+        msg = f"{added[0].name}: low-res PSNR {result.lr_psnr:.1f} dB"
+        self.status.value = msg
+        if result.success:
+            show_info(msg)
+        else:
+            show_warning(NOT_EXPLAINED.format(psnr=result.lr_psnr))
+
+    def _error(self, message: str) -> None:
+        self.status.value = f"error: {message}"
+        show_error(message)
+
+    def _done(self) -> None:
+        if self.job is not None and self.job.cancelled:
+            self.status.value = "cancelled; nothing was added"
+        self.job = None
+        self.cancel_button.enabled = False
+        self.run_button.enabled = bool(self._factors)

@@ -1,0 +1,210 @@
+"""The Upscale dock widget in a real viewer (virtual display), with the tiny generator."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("napari")
+pytest.importorskip("pytestqt")
+
+from napari_pulse._widget import widget as widget_module  # noqa: E402
+from napari_pulse._widget.layers import outer_corners  # noqa: E402
+
+FAST = {"generator": "tiny", "steps": 5, "restarts": 2}
+TIMEOUT = 30_000  # ms
+
+
+@pytest.fixture
+def errors(monkeypatch):
+    """Messages shown through napari's error notification."""
+    shown: list[str] = []
+    monkeypatch.setattr(widget_module, "show_error", shown.append)
+    return shown
+
+
+def open_widget(viewer):
+    _, widget = viewer.window.add_plugin_dock_widget("napari-pulse", "Upscale (PULSE)")
+    assert isinstance(widget, widget_module.UpscaleWidget)
+    return widget
+
+
+def run(qtbot, widget, **options):
+    job = widget.start(**options)
+    assert job is not None
+    qtbot.waitUntil(lambda: widget.job is None, timeout=TIMEOUT)
+    return job
+
+
+def test_widget_opens_from_the_manifest_with_registry_choices(make_napari_viewer):
+    viewer = make_napari_viewer()
+    widget = open_widget(viewer)
+    assert "tiny" in widget.generator.choices
+    widget.generator.value = "tiny"
+    assert widget.factor.choices == tuple(range(2, 17))  # 32x32 generator
+    assert widget.device.choices[:2] == ("auto", "cpu")
+    widget.quality.value = "fast"
+    assert (widget.steps.value, widget.restarts.value) == widget_module.PRESETS["fast"]
+    assert widget.image.value is None
+    layer = viewer.add_image(np.zeros((4, 4), np.float32), name="a")
+    assert widget.image.value is layer  # kept in sync with the layer list
+    assert widget.factor.choices == tuple(range(2, 17))  # not reset by the layer change
+    viewer.add_points()
+    assert [c for c in widget.image.choices if c is not None] == [layer]  # images only
+
+
+def test_upscale_adds_a_layer_that_overlays_the_source(make_napari_viewer, qtbot, errors):
+    viewer = make_napari_viewer()
+    widget = open_widget(viewer)
+    rng = np.random.default_rng(0)
+    src = viewer.add_image(
+        rng.integers(0, 255, (6, 10), dtype=np.uint8),
+        name="cells",
+        scale=(0.5, 0.25),
+        translate=(3.0, -1.0),
+        colormap="green",
+        contrast_limits=(10, 200),
+    )
+    run(qtbot, widget, factor=4, samples=2, **FAST)
+    assert errors == []
+    names = [layer.name for layer in viewer.layers]
+    assert names == ["cells", "cells x4 (tiny)", "cells x4 (tiny) spread"]
+    out = viewer.layers["cells x4 (tiny)"]
+    assert out.data.shape == (24, 40) and out.data.dtype == np.uint8
+    np.testing.assert_allclose(out.scale, (0.125, 0.0625))
+    for a, b in zip(
+        outer_corners(src.data.shape, src.scale, src.translate),
+        outer_corners(out.data.shape, out.scale, out.translate),
+        strict=True,
+    ):
+        np.testing.assert_allclose(a, b)
+    # napari's own world mapping agrees: data corner (-0.5, -0.5) of both is the same point
+    np.testing.assert_allclose(src.data_to_world((-0.5, -0.5)), out.data_to_world((-0.5, -0.5)))
+    np.testing.assert_allclose(
+        src.data_to_world((5.5, 9.5)), out.data_to_world((23.5, 39.5)), atol=1e-12
+    )
+    assert out.colormap.name == "green" and tuple(out.contrast_limits) == (10, 200)
+    md = out.metadata
+    assert md["params"]["factor"] == 4 and md["params"]["generator"] == "tiny"
+    assert np.isfinite(md["lr_psnr"]) and isinstance(md["success"], bool)
+    spread = viewer.layers["cells x4 (tiny) spread"]
+    assert spread.data.shape == (24, 40) and spread.colormap.name == "magma"
+    np.testing.assert_allclose(spread.translate, out.translate)
+
+
+def test_a_stack_upscales_the_plane_on_screen_or_all_planes(make_napari_viewer, qtbot, errors):
+    viewer = make_napari_viewer()
+    widget = open_widget(viewer)
+    data = np.random.default_rng(1).random((3, 6, 6)).astype(np.float32)
+    viewer.add_image(data, name="z", scale=(2.0, 1.0, 1.0))
+    viewer.dims.set_point(0, 2.0)  # world z = 2 -> plane 1
+    run(qtbot, widget, factor=2, **FAST)
+    one = viewer.layers[-1]
+    assert one.data.shape == (1, 12, 12)
+    np.testing.assert_allclose(one.scale, (2.0, 0.5, 0.5))
+    np.testing.assert_allclose(one.translate, (2.0, -0.25, -0.25))
+    run(qtbot, widget, factor=2, all_planes=True, **FAST)
+    every = viewer.layers[-1]
+    assert every.data.shape == (3, 12, 12) and errors == []
+    np.testing.assert_allclose(every.translate, (0.0, -0.25, -0.25))
+
+
+def test_cancel_mid_run_leaves_the_layer_list_unchanged(make_napari_viewer, qtbot, errors):
+    viewer = make_napari_viewer()
+    widget = open_widget(viewer)
+    viewer.add_image(np.random.default_rng(2).random((8, 8)).astype(np.float32), name="a")
+    before = list(viewer.layers)
+    seen = []
+    job = widget.start(factor=4, **{**FAST, "steps": 100_000})
+    job.worker.yielded.connect(seen.append)
+    qtbot.waitUntil(lambda: len(seen) > 0, timeout=TIMEOUT)
+    assert widget.cancel_button.enabled and not widget.run_button.enabled
+    widget.cancel_button.changed.emit(True)  # as a click does
+    qtbot.waitUntil(lambda: widget.job is None, timeout=TIMEOUT)
+    assert list(viewer.layers) == before and errors == []
+    assert seen[-1].done < seen[-1].total
+    assert "cancelled" in widget.status.value
+    assert widget.run_button.enabled
+
+
+def test_an_impossible_choice_shows_the_error_and_changes_nothing(
+    make_napari_viewer, qtbot, errors
+):
+    viewer = make_napari_viewer()
+    widget = open_widget(viewer)
+    viewer.add_image(np.zeros((8, 8), np.float32), name="a")
+    before = list(viewer.layers)
+    run(qtbot, widget, factor=64, **FAST)  # the tiny generator is 32x32: at most x16
+    assert list(viewer.layers) == before
+    assert len(errors) == 1 and "factor 64 is too large" in errors[0]
+    assert "largest factor it supports is 16" in errors[0]
+
+
+def test_a_result_the_generator_cannot_explain_warns(make_napari_viewer, qtbot, monkeypatch):
+    warnings: list[str] = []
+    monkeypatch.setattr(widget_module, "show_warning", warnings.append)
+    viewer = make_napari_viewer()
+    widget = open_widget(viewer)
+    viewer.add_image(np.random.default_rng(3).random((8, 8)).astype(np.float32), name="a")
+    run(qtbot, widget, factor=4, eps=1e-9, **FAST)  # untrained generator, tiny eps
+    assert viewer.layers[-1].metadata["success"] is False
+    assert len(warnings) == 1 and "cannot explain this image" in warnings[0]
+
+
+def test_the_viewer_stays_responsive_during_a_run(make_napari_viewer, qtbot, errors):
+    """The longest gap between ticks of a 10 ms Qt timer on the main thread, during a run."""
+    import time
+
+    from qtpy.QtCore import QTimer
+
+    viewer = make_napari_viewer()
+    widget = open_widget(viewer)
+    viewer.add_image(np.random.default_rng(4).random((16, 16)).astype(np.float32), name="a")
+    ticks: list[float] = []
+    timer = QTimer()
+    timer.setInterval(10)
+    timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
+    timer.start()
+    start = time.perf_counter()
+    returned: list[float] = []
+    add_result = widget._add_result
+
+    def timed_add_result(*args):
+        returned.append(time.perf_counter())
+        add_result(*args)
+
+    widget._add_result = timed_add_result
+    widget.start(factor=4, **{**FAST, "steps": 40, "restarts": 4})
+    qtbot.waitUntil(lambda: widget.job is None, timeout=TIMEOUT)
+    elapsed = time.perf_counter() - start
+    timer.stop()
+    # While the search runs (adding the layers at the end is napari's own work, ~0.1 s).
+    gaps = np.diff([t for t in ticks if t <= returned[0]])
+    print(f"run {elapsed:.2f} s, {len(ticks)} ticks, longest gap {gaps.max() * 1000:.0f} ms")
+    print(sorted(zip(np.round(gaps * 1000), np.round(np.array(ticks[:len(gaps)]) - start, 2)))[-4:])
+    assert elapsed > 0.3  # long enough to mean something
+    # The issue's target is 100 ms; allow slack for a loaded CI machine.
+    assert gaps.max() < 0.25 and np.percentile(gaps, 99) < 0.1
+
+
+def test_a_rectangle_or_the_field_of_view_upscales_that_region(make_napari_viewer, qtbot, errors):
+    viewer = make_napari_viewer(show=True)  # the field of view needs a drawn canvas
+    widget = open_widget(viewer)
+    data = np.random.default_rng(5).random((20, 30)).astype(np.float32)
+    src = viewer.add_image(data, name="big", scale=(2.0, 2.0), translate=(1.0, 1.0))
+    # world rectangle covering pixel rows 2..5 and columns 3..8 of the image
+    corners = [src.data_to_world(p) for p in [(2, 3), (5, 3), (5, 8), (2, 8)]]
+    viewer.add_shapes([np.array(corners)], shape_type="rectangle", name="roi")
+    viewer.layers.selection.active = src
+    assert "rectangle in roi" in widget.region.choices
+    run(qtbot, widget, layer=src, factor=2, region="rectangle in roi", **FAST)
+    out = viewer.layers[-1]
+    assert errors == [] and out.data.shape == (8, 12)
+    np.testing.assert_allclose(out.data_to_world((-0.5, -0.5)), src.data_to_world((1.5, 2.5)))
+    np.testing.assert_allclose(out.data_to_world((7.5, 11.5)), src.data_to_world((5.5, 8.5)))
+    # the field of view: zoom in, so that only part of the image is on screen
+    viewer.scene.camera.center = src.data_to_world((10, 15))
+    viewer.scene.camera.zoom = 8 * viewer.scene.camera.zoom
+    qtbot.waitUntil(lambda: src.corner_pixels[1, 0] < 19, timeout=5000)
+    rows, cols = widget._region_box(src, "field of view")
+    assert 0 < rows.stop - rows.start < 20 and 0 < cols.stop - cols.start < 30
