@@ -39,12 +39,11 @@ def main() -> None:
         time.sleep(0.02)
     print(f"upscaled in {time.perf_counter() - start:.1f} s: {widget.status.value}")
     # Side by side (the result layers overlay the source exactly, which hides it):
-    # the 8x8 input, the x8 result, and the spread of 4 samples (bright = invented).
+    # the 8x8 input, the x8 result and the spread of 4 samples (bright = invented).
     viewer.layers[-1].visible = True
     viewer.layers.selection.active = viewer.layers[1]
-    viewer.grid.enabled = True
-    viewer.grid.shape = (1, 3)
-    viewer.grid.stride = -1
+    grid = viewer.canvas.grid
+    grid.enabled, grid.shape, grid.stride = True, (1, 3), 1
     viewer.reset_view()
     for _ in range(120):  # let the "done" notification fade before the screenshot
         app.processEvents()

@@ -11,8 +11,8 @@ from __future__ import annotations
 import gc
 import threading
 import time
-from dataclasses import dataclass
 from collections.abc import Callable, Generator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np

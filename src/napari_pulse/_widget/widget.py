@@ -92,6 +92,8 @@ class UpscaleWidget(Container):
         self.run_button = PushButton(text="Upscale")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.status = Label(label="", value="")
+        for label in (self.generator_info, self.status):
+            label.native.setWordWrap(True)
         self.extend(
             [
                 self.image,
