@@ -342,3 +342,18 @@ def test_planes_and_channels_keep_their_order(generator):
     r = _run(a, generator=generator, steps=30, normalization="range")
     assert r.image.shape == (2, 24, 20, 3)
     np.testing.assert_allclose(r.image.mean(axis=(1, 2)), values, atol=0.08)
+
+
+def test_progress_preview_shows_the_search_converging():
+    a = _img((12, 12), np.uint8)  # 2x2 tiles of the tiny generator at factor 4
+    previews = []
+    for event in iter_upscale(a, generator="tiny", factor=4, steps=6, restarts=2, seed=0):
+        if isinstance(event, Finished):
+            result = event.result
+        elif event.preview is not None:
+            previews.append(event.preview())
+    assert previews, "search events carry a preview"
+    assert all(p.shape == (48, 48) and p.dtype == np.uint8 for p in previews)
+    assert not np.array_equal(previews[0], previews[-1])  # it changes as the search runs
+    # The last search preview is the searched tiles blended, before the seam refinement.
+    assert np.abs(previews[-1].astype(float) - result.image).mean() < 20

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Generator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -16,7 +16,7 @@ from .events import Cancelled, Finished, Progress
 from .generators import DomainGenerator, default_for, load
 from .intensity import ACCEPTED_DTYPES, NORMALIZATIONS, Intensity, cast_like, fit_intensity
 from .search import Renderer, SearchConfig, blend, choose, planned_steps, search
-from .tiling import TileGrid
+from .tiling import Mosaic, TileGrid
 
 
 @dataclass
@@ -265,7 +265,16 @@ def _stream(
     progress = {"done": 0, "total": planned_steps(n_units, len(grid), n_mosaics, cfg)}
     yield Progress("search", 0, progress["total"], 1, 1, math.inf)
 
-    cands = yield from search(render, degrade, lr_tiles, z0, noise0, cfg, progress)
+    live = torch.nn.functional.interpolate(lr_tiles, scale_factor=factor, mode="bilinear")
+    live = live[..., : render.crop[0], : render.crop[1]]
+
+    def preview() -> np.ndarray:
+        tiles = live.view(n_planes, len(grid), *live.shape[1:])
+        img = Mosaic(grid, tiles).image().cpu().numpy()[:, None]  # (P, 1, C, H, W)
+        return cast_like(intensity.from_unit(_from_planes(img, layout)), arr.dtype)[0]
+
+    search_events = search(render, degrade, lr_tiles, z0, noise0, cfg, progress, live)
+    cands = yield from _with_preview(search_events, preview)
     pick = choose(cands, samples)  # (U, N)
     units = torch.arange(n_units, device=pick.device)[:, None]
     t = len(grid)
@@ -306,6 +315,16 @@ def _stream(
         "torch": torch.__version__,
     }
     yield Finished(result)
+
+
+def _with_preview(stream: Generator, preview: Callable[[], np.ndarray]) -> Generator:
+    """Pass ``stream``'s events on with ``preview`` attached; return what it returns."""
+    while True:
+        try:
+            event = next(stream)
+        except StopIteration as stop:
+            return stop.value
+        yield replace(event, preview=preview)
 
 
 def _conversion(layout: _Layout, gen: DomainGenerator) -> str:

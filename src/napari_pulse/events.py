@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -24,6 +25,10 @@ class Progress:
     batch: int  # 1-based index of the batch of tiles being searched
     batches: int
     best_mse: float  # worst (largest) best-so-far low-res MSE over the tiles of this batch
+    #: Optional: returns the whole current best image (input units and dtype; tiles not
+    #: searched yet are smooth upsamplings). Call it from the thread that iterates the
+    #: stream, between events; it costs a blend, so call it a few times a second at most.
+    preview: Callable[[], Any] | None = field(default=None, repr=False, compare=False)
 
     @property
     def fraction(self) -> float:

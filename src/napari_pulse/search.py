@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -148,6 +149,7 @@ def _fit(
     lr_at: Callable[[int], float],
     group: int,
     tick: Callable[[int, float], Progress],
+    on_step: Callable[[Candidates], None] | None = None,
 ) -> Generator[Progress, None, Candidates]:
     """Adam on the sphere for ``steps`` steps; rows come in groups of ``group`` per unit.
 
@@ -195,6 +197,8 @@ def _fit(
         project_to_sphere(z, vec_dim)
         for n in noise:
             project_to_sphere(n, 1)
+        if on_step is not None:
+            on_step(best)
         yield tick(step + 1, float(unit_best.max()))
         if (
             cfg.early_stop
@@ -213,12 +217,14 @@ def search(
     noise0: list[torch.Tensor],
     cfg: SearchConfig,
     progress: dict,
+    live: torch.Tensor | None = None,
 ) -> Generator[Progress, None, Candidates]:
     """Phase 1: fit every unit ``targets[u]`` ``(C, h, w)`` from starts ``z0[u]`` ``(K, ...)``.
 
     Successive halving: all ``K`` starts explore for ``explore_steps`` (a high, decaying
     learning rate); the ``keep`` best of each unit then refine for the rest of ``steps``
-    from their best state. Returns ``(U, keep, ...)`` candidates, best first.
+    from their best state. Returns ``(U, keep, ...)`` candidates, best first. ``live``
+    (``(U, C, H, W)``), when given, holds every unit's best image so far, step by step.
     """
     n_units, k = z0.shape[:2]
     keep = cfg.n_keep
@@ -253,6 +259,7 @@ def search(
                 lambda s: lr * cosine(s, steps),
                 per_unit,
                 tick,
+                None if live is None else partial(_publish, live, sel, per_unit),
             )
             progress["done"] = start + steps
             parts.append(_best(_unflat(found, len(units), per_unit), keep))
@@ -268,6 +275,13 @@ def search(
     if refine > 0:  # starts from the kept best states, so it can only improve on them
         kept = yield from run(kept, keep, refine, cfg.refine_lr, "search")
     return kept
+
+
+def _publish(live: torch.Tensor, sel: torch.Tensor, per_unit: int, best: Candidates) -> None:
+    """Copy each unit's best image so far into ``live``."""
+    mse = best.mse.view(len(sel), per_unit)
+    images = best.images.view(len(sel), per_unit, *best.images.shape[1:])
+    live[sel] = images[torch.arange(len(sel), device=mse.device), mse.argmin(dim=1)]
 
 
 def _unflat(c: Candidates, n_units: int, per_unit: int) -> Candidates:

@@ -125,3 +125,33 @@ def result_layers(
         }
         layers.append((std, spread_meta, "image"))
     return layers
+
+
+def preview_layer(
+    image: np.ndarray,
+    *,
+    source_name: str,
+    generator: str,
+    factor: int,
+    scale: Sequence[float],
+    translate: Sequence[float],
+    rgb: bool = False,
+    offset: Sequence[int] | None = None,
+    colormap: Any = None,
+    contrast_limits: Sequence[float] | None = None,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """The live-preview layer: where the result will be, named as a preview."""
+    out_scale, out_translate = upscaled_geometry(scale, translate, factor, offset)
+    meta: dict[str, Any] = {
+        "name": f"{result_name(source_name, factor, generator)} (preview)",
+        "scale": out_scale,
+        "translate": out_translate,
+        "rgb": bool(rgb),
+        "metadata": {"napari_pulse_preview": True, "source": source_name},
+    }
+    if not rgb:
+        if colormap is not None:
+            meta["colormap"] = colormap
+        if contrast_limits is not None:
+            meta["contrast_limits"] = [float(c) for c in contrast_limits]
+    return image, meta

@@ -12,7 +12,7 @@ import gc
 import threading
 import time
 from collections.abc import Callable, Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -35,19 +35,35 @@ class Failed:
         return str(self.error) or type(self.error).__name__
 
 
+@dataclass(frozen=True)
+class Snapshot:
+    """A preview image computed on the worker thread; calling it costs nothing."""
+
+    image: np.ndarray
+
+    def __call__(self) -> np.ndarray:
+        return self.image
+
+
 def stream_events(
     image: np.ndarray,
     options: dict[str, Any],
     cancel: threading.Event,
     min_interval: float = 0.1,
+    preview_interval: float | None = 0.5,
 ) -> Generator[Progress, None, Any]:
     """Yield (throttled) :class:`Progress` events of one upscale; return the ``Result``,
-    ``None`` when ``cancel`` was set (the stream is closed at once), or :class:`Failed`."""
+    ``None`` when ``cancel`` was set (the stream is closed at once), or :class:`Failed`.
+
+    At most every ``preview_interval`` seconds (never when None) an event carries a
+    :class:`Snapshot` of the current best image as its ``preview``, made here on the
+    worker thread; other events carry none, so the main thread never touches the search.
+    """
     try:
         stream = iter_upscale(image, **options)
     except Exception as exc:  # noqa: BLE001 - bad choices: the core's message for the user
         return Failed(exc)
-    last = -np.inf
+    last = last_preview = -np.inf
     try:
         for event in stream:
             if cancel.is_set():
@@ -57,7 +73,12 @@ def stream_events(
             now = time.monotonic()
             if now - last >= min_interval or event.done >= event.total:
                 last = now
-                yield event
+                snapshot = None
+                due = preview_interval is not None and now - last_preview >= preview_interval
+                if due and event.preview is not None:
+                    snapshot = Snapshot(event.preview())
+                    last_preview = time.monotonic()
+                yield replace(event, preview=snapshot)
     except Exception as exc:  # noqa: BLE001 - e.g. out of memory: reported, not a traceback
         return Failed(exc)
     finally:
@@ -158,11 +179,12 @@ class UpscaleJob:
             from napari.utils import progress
 
             self._pbar = progress(total=event.total, desc=self._description)
-        self._pbar.set_description(
+        pbar = self._pbar  # napari may run _finished (closing it) while we update it
+        pbar.set_description(
             f"{self._description}: {event.stage} batch {event.batch}/{event.batches}"
         )
-        self._pbar.n = event.done
-        self._pbar.refresh()
+        pbar.n = event.done
+        pbar.refresh()
         if self._on_progress is not None:
             self._on_progress(event)
 

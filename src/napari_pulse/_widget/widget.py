@@ -18,7 +18,7 @@ from napari.layers import Image, Shapes
 from napari.utils.notifications import show_error, show_info, show_warning
 
 from ..generators import available, load
-from .layers import result_layers
+from .layers import preview_layer, result_layers
 from .runner import UpscaleJob
 
 if TYPE_CHECKING:
@@ -59,6 +59,7 @@ class UpscaleWidget(Container):
         super().__init__(labels=True)
         self.viewer = napari_viewer
         self.job: UpscaleJob | None = None
+        self._preview: Image | None = None  # the live-preview layer of the running job
         self._generators = {info.name: info for info in available()}
 
         self.image = ComboBox(label="image", choices=self._image_layers, nullable=True)
@@ -305,6 +306,7 @@ class UpscaleWidget(Container):
             on_result=lambda result: self._add_result(result, opts, source),
             on_error=lambda exc: self._error(str(exc) or type(exc).__name__),
             on_done=self._done,
+            on_progress=lambda event: self._show_preview(event, opts, source),
             description=f"Upscaling {layer.name} x{opts['factor']}",
         )
         self.run_button.enabled = False
@@ -318,8 +320,27 @@ class UpscaleWidget(Container):
             self.job.cancel()
             self.status.value = "cancelling..."
 
+    def _show_preview(self, event: Any, opts: dict[str, Any], source: dict[str, Any]) -> None:
+        """Live preview: a layer that shows the current best image while the search runs."""
+        if event.preview is None or self.job is None or self.job.cancelled:
+            return  # also a late event, handled after the job was done
+        image = event.preview()
+        if self._preview is not None and self._preview in self.viewer.layers:
+            self._preview.data = image
+            return
+        data, meta = preview_layer(
+            image, generator=_generator_name(opts), factor=opts["factor"], **source
+        )
+        self._preview = self.viewer.add_image(data, **meta)
+
+    def _drop_preview(self) -> None:
+        if self._preview is not None and self._preview in self.viewer.layers:
+            self.viewer.layers.remove(self._preview)
+        self._preview = None
+
     def _add_result(self, result: Any, opts: dict[str, Any], source: dict[str, Any]) -> None:
-        name = opts["generator"] if isinstance(opts["generator"], str) else opts["generator"].name
+        self._drop_preview()
+        name = _generator_name(opts)
         tuples = result_layers(result, generator=name, factor=opts["factor"], **source)
         added = [self.viewer.add_image(data, **meta) for data, meta, _ in tuples]
         self.viewer.layers.selection.active = added[0]
@@ -335,8 +356,14 @@ class UpscaleWidget(Container):
         show_error(message)
 
     def _done(self) -> None:
+        self._drop_preview()  # cancelled or failed: the viewer is left as it was
         if self.job is not None and self.job.cancelled:
             self.status.value = "cancelled; nothing was added"
         self.job = None
         self.cancel_button.enabled = False
         self.run_button.enabled = bool(self._factors)
+
+
+def _generator_name(opts: dict[str, Any]) -> str:
+    gen = opts["generator"]
+    return gen if isinstance(gen, str) else gen.name
