@@ -3,9 +3,11 @@
 Two phases, both Python generators that yield :class:`~napari_pulse.events.Progress`
 after every optimiser step (so a consumer can cancel between steps):
 
-1. ``search``: every low-res tile is fitted on its own by ``restarts`` random starts
-   that run together in one batch. Each start is judged on its own; the best latents
-   and images of every start are kept across steps (not the last step's).
+1. ``search``: every low-res tile is fitted on its own by successive halving: its
+   ``restarts`` random starts explore together in batches for a few steps at a high
+   learning rate, then the ``keep`` best refine for the rest of ``steps`` at a lower one.
+   Each start is judged on its own; the best latents and images of every start are kept
+   across steps (not the last step's).
 2. ``blend``: the chosen tiles are blended into one high-res mosaic per plane and
    sample, and their latents are refined on the downscaling loss of the *blended
    mosaic*, a batch of tiles at a time with the rest fixed, so that no seams appear.
@@ -347,8 +349,7 @@ def blend(
         return mosaic.image()
     f = grid.factor
     margin = math.ceil(degrade.margin / f)
-    per_batch = max(1, cfg.batch_size // m)
-    chunks = [list(range(s, min(t, s + per_batch))) for s in range(0, t, per_batch)]
+    chunks = cfg.batches(t, m)  # tiles, a batch at a time, all mosaics together
     vec_dim = len(render.g.latent_shape)  # latent vectors start at this dim of (B, ...)
     layered = render.g.layered and render.g.geocross
     h, w = grid.size
@@ -421,5 +422,5 @@ def planned_steps(n_units: int, n_tiles: int, n_mosaics: int, cfg: SearchConfig)
     total = len(cfg.batches(n_units, cfg.restarts)) * explore
     total += len(cfg.batches(n_units, cfg.n_keep)) * refine
     if n_tiles > 1:
-        total += math.ceil(n_tiles / max(1, cfg.batch_size // n_mosaics)) * cfg.n_blend_steps
+        total += len(cfg.batches(n_tiles, n_mosaics)) * cfg.n_blend_steps
     return total

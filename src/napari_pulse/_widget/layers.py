@@ -93,18 +93,7 @@ def result_layers(
     }
     if getattr(result, "sample_lr_psnr", None):
         metadata["sample_lr_psnr"] = [float(p) for p in result.sample_lr_psnr]
-    meta: dict[str, Any] = {
-        "name": name,
-        "scale": out_scale,
-        "translate": out_translate,
-        "metadata": metadata,
-        "rgb": bool(rgb),
-    }
-    if not rgb:
-        if colormap is not None:
-            meta["colormap"] = colormap
-        if contrast_limits is not None:
-            meta["contrast_limits"] = [float(c) for c in contrast_limits]
+    meta = _image_meta(name, out_scale, out_translate, metadata, rgb, colormap, contrast_limits)
     layers = [(result.image, meta, "image")]
     if result.std is not None:
         std = np.asarray(result.std, dtype=np.float32)
@@ -142,16 +131,32 @@ def preview_layer(
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """The live-preview layer: where the result will be, named as a preview."""
     out_scale, out_translate = upscaled_geometry(scale, translate, factor, offset)
+    name = f"{result_name(source_name, factor, generator)} (preview)"
+    metadata = {"napari_pulse_preview": True, "source": source_name}
+    meta = _image_meta(name, out_scale, out_translate, metadata, rgb, colormap, contrast_limits)
+    return image, meta
+
+
+def _image_meta(
+    name: str,
+    scale: Any,
+    translate: Any,
+    metadata: dict[str, Any],
+    rgb: bool,
+    colormap: Any,
+    contrast_limits: Sequence[float] | None,
+) -> dict[str, Any]:
+    """Layer keywords at the upscaled place, with the source's display for grayscale."""
     meta: dict[str, Any] = {
-        "name": f"{result_name(source_name, factor, generator)} (preview)",
-        "scale": out_scale,
-        "translate": out_translate,
+        "name": name,
+        "scale": scale,
+        "translate": translate,
+        "metadata": metadata,
         "rgb": bool(rgb),
-        "metadata": {"napari_pulse_preview": True, "source": source_name},
     }
     if not rgb:
         if colormap is not None:
             meta["colormap"] = colormap
         if contrast_limits is not None:
             meta["contrast_limits"] = [float(c) for c in contrast_limits]
-    return image, meta
+    return meta
