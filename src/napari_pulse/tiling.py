@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -17,11 +18,15 @@ def _starts(size: int, tile: int, overlap: int) -> list[int]:
 
 
 def _ramp(length: int, width: int) -> torch.Tensor:
-    """1 in the middle, falling linearly (but never to 0) over ``width`` pixels at each end."""
+    """1 in the middle, falling smoothly (but never to 0) over ``width`` pixels at each end.
+
+    A raised-cosine edge: flat where tiles start and end, so no kink marks the tile edge.
+    """
     i = torch.arange(length, dtype=torch.float32) + 0.5
     if width <= 0:
         return torch.ones(length)
-    return torch.minimum(torch.ones(length), torch.minimum(i, length - i) / width)
+    x = torch.clamp(torch.minimum(i, length - i) / width, max=1.0)
+    return torch.sin(0.5 * math.pi * x) ** 2
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,9 @@ from magicgui.widgets import (
 from napari.layers import Image, Shapes
 from napari.utils.notifications import show_error, show_info, show_warning
 
+from ..degrade import DEGRADATIONS
 from ..generators import available, load
+from ..search import SearchConfig
 from .layers import preview_layer, result_layers
 from .runner import UpscaleJob
 
@@ -28,9 +30,8 @@ if TYPE_CHECKING:
 PRESETS: dict[str, tuple[int, int]] = {
     "fast": (150, 16),
     "balanced": (300, 48),
-    "best": (400, 96),
+    "best": (SearchConfig.steps, SearchConfig.restarts),
 }
-DEGRADATIONS = ("bicubic", "area", "psf")
 WHOLE, VIEW, RECTANGLE = "whole image", "field of view", "rectangle in "
 NOT_EXPLAINED = (
     "The search did not reach eps (low-res PSNR {psnr:.1f} dB): this generator cannot "
