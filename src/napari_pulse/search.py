@@ -202,11 +202,11 @@ def _fit(
         if on_step is not None:
             on_step(best)
         yield tick(step + 1, float(unit_best.max()))
-        if (
-            cfg.early_stop
-            and bool((unit_best <= cfg.eps).all())
-            and bool((step - last_gain >= cfg.patience).all())
-        ):
+        # Settled: succeeded, and no longer improving or far below eps (100x: +20 dB).
+        settled = (unit_best <= cfg.eps) & (
+            (step - last_gain >= cfg.patience) | (unit_best <= cfg.eps * 0.01)
+        )
+        if cfg.early_stop and bool(settled.all()):
             break
     return best
 
