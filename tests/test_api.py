@@ -19,14 +19,7 @@ from napari_pulse import Cancelled, Finished, Progress, iter_upscale, upscale
 from napari_pulse.degrade import downscale
 from napari_pulse.generators import load
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # The tensors are tiny: one thread is faster, and far faster on a busy 2-core machine.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 FAST = {"generator": "tiny", "factor": 4, "steps": 4, "restarts": 2, "device": "cpu"}

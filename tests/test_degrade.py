@@ -11,14 +11,7 @@ import torch.nn.functional as F
 
 from napari_pulse.degrade import DEGRADATIONS, Degradation, downscale, kernel_1d
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Small tensors: one thread is faster, and far faster on a busy 2-core machine.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _rand(*shape: int, seed: int = 0, dtype=torch.float32) -> torch.Tensor:

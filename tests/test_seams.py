@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 import napari_pulse
@@ -20,8 +21,8 @@ def _jumps(img: np.ndarray, edges: set[int]) -> tuple[float, float]:
     return float(np.r_[dy[mask], dx[mask]].mean()), float(np.r_[dy[~mask], dx[~mask]].mean())
 
 
+@pytest.mark.usefixtures("one_thread")
 def test_tiled_result_has_no_seams():
-    torch.set_num_threads(1)
     g = load("tiny")  # untrained random 32x32 generator: cheap, and its images are smooth
     with torch.no_grad():
         z = g.sample_latents(4, torch.Generator().manual_seed(0))

@@ -9,14 +9,7 @@ import torch
 
 from napari_pulse.search import Candidates, choose, cosine, geocross, project_to_sphere
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Small tensors: one thread is faster, and far faster on a busy 2-core machine.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _randn(*shape: int, seed: int = 0) -> torch.Tensor:
