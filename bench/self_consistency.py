@@ -19,6 +19,7 @@ import napari_pulse
 from _common import machine
 from napari_pulse.degrade import downscale
 from napari_pulse.generators import load
+from napari_pulse.search import SearchConfig
 
 LEVEL = {"tiny": 40.0, "faces-dcgan64": 35.0}
 
@@ -38,6 +39,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=20)
     ap.add_argument("--steps", type=int, default=400)
     ap.add_argument("--restarts", type=int, default=96)
+    ap.add_argument("--keep", type=int, default=4, help="starts refined after exploring")
     ap.add_argument("--generators", nargs="+", default=["tiny", "faces-dcgan64"])
     ap.add_argument("--factors", nargs="+", type=int, default=[4, 8])
     args = ap.parse_args()
@@ -52,6 +54,7 @@ def main() -> None:
                 factor=factor,
                 steps=args.steps,
                 restarts=args.restarts,
+                config=SearchConfig(keep=args.keep),
                 normalization="range",
                 rgb=load(name).channels == 3,
             )
@@ -61,7 +64,8 @@ def main() -> None:
             print(
                 f"{name} x{factor}: {int((p >= level).sum())}/{args.n} >= {level:g} dB, "
                 f"median {np.median(p):.1f} dB, min {p.min():.1f} dB, "
-                f"{dt / args.n:.2f} s per input ({args.steps} steps, {args.restarts} restarts)"
+                f"{dt / args.n:.2f} s per input ({args.steps} steps, {args.restarts} restarts, "
+                f"keep {args.keep})"
             )
             print("  per input:", " ".join(f"{v:.1f}" for v in p))
 
