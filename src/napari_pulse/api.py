@@ -83,10 +83,6 @@ class _Layout:
     rgb: bool
     split_channels: bool  # RGB input on a grayscale generator: each channel is a plane
 
-    @property
-    def search_channels(self) -> int:
-        return 3 if self.rgb and not self.split_channels else 1
-
 
 def _check_image(image: Any, rgb: bool | None) -> tuple[np.ndarray, bool]:
     if isinstance(image, np.ndarray):
