@@ -179,7 +179,9 @@ class EqualLinear(nn.Module):
         bias = self.bias * self.lr_mul if self.bias is not None else None
         if self.activation:
             out = F.linear(x, self.weight * self.scale)
-            return fused_leaky_relu(out, bias) if bias is not None else F.leaky_relu(out, 0.2) * SQRT2
+            return (
+                fused_leaky_relu(out, bias) if bias is not None else F.leaky_relu(out, 0.2) * SQRT2
+            )
         return F.linear(x, self.weight * self.scale, bias)
 
 
@@ -225,7 +227,9 @@ class ModulatedConv2d(nn.Module):
         if upsample:
             factor = 2
             p = (len(blur_kernel) - factor) - (kernel - 1)
-            self.blur = Blur(blur_kernel, pad=((p + 1) // 2 + factor - 1, p // 2 + 1), upsample_factor=2)
+            self.blur = Blur(
+                blur_kernel, pad=((p + 1) // 2 + factor - 1, p // 2 + 1), upsample_factor=2
+            )
         self.scale = 1 / math.sqrt(in_ch * kernel**2)
         self.padding = kernel // 2
         self.weight = nn.Parameter(torch.randn(1, out_ch, in_ch, kernel, kernel))
@@ -342,7 +346,7 @@ class StyleGAN2(nn.Module):
         noise: list[torch.Tensor | None] | None = None,
         randomize_noise: bool = False,
     ) -> torch.Tensor:
-        """Images from ``w (N, D)`` or ``w+ (N, n_latent, D)``; noise per layer or the stored one."""
+        """Images from ``w (N, D)`` or ``w+ (N, n_latent, D)``; noise per layer, else stored."""
         if w.ndim == 2:
             w = w[:, None].expand(-1, self.n_latent, -1)
         if noise is None:
