@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from . import __version__
 from .api import Result, upscale
+from .cli_train import add_train
 from .degrade import DEGRADATIONS
 from .events import Progress
 from .generators import available, default_for
@@ -155,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
         "its summary and whether it is usable here, without loading any weights.",
     )
     gens.set_defaults(func=_run_generators)
+    add_train(sub)
     return parser
 
 

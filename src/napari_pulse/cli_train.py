@@ -1,0 +1,96 @@
+"""``napari-pulse train``: train a StyleGAN2 domain generator from a folder of images."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import fields
+from typing import Any
+
+from tqdm import tqdm
+
+from .training.loop import TrainConfig, TrainProgress
+
+TRAIN_HELP = (
+    "Train a StyleGAN2 generator on random crops (native pixel size) of the TIFF/PNG images "
+    "in IMAGES_DIR and write it, with its model card, to OUT (.safetensors). A checkpoint "
+    "beside OUT (<stem>.ckpt.pt) is written every --checkpoint-every steps; running the "
+    "same command again resumes from it. Sample grids go to <stem>.samples/."
+)
+
+
+def _widths(text: str) -> dict[int, int]:
+    """``"4:128,8:128,16:64"`` to ``{4: 128, 8: 128, 16: 64}``."""
+    try:
+        pairs = [item.split(":") for item in text.split(",") if item.strip()]
+        return {int(r): int(c) for r, c in pairs}
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"widths look like 4:128,8:128,16:64 ({exc})") from exc
+
+
+def add_train(sub: Any) -> None:
+    """Register the ``train`` subcommand on an argparse subparsers object."""
+    p = sub.add_parser(
+        "train", help="train a generator from a folder of images", description=TRAIN_HELP
+    )
+    p.add_argument("images", metavar="IMAGES_DIR")
+    p.add_argument("--out", required=True, help="output .safetensors file")
+    defaults = TrainConfig(images="", out="")
+    skip = {"images", "out", "widths"}
+    for f in fields(TrainConfig):
+        if f.name in skip:
+            continue
+        value = getattr(defaults, f.name)
+        kind = type(value) if value is not None else float
+        if kind is bool:
+            p.add_argument(
+                f"--{f.name.replace('_', '-')}",
+                action=argparse.BooleanOptionalAction,
+                default=value,
+            )
+        else:
+            p.add_argument(
+                f"--{f.name.replace('_', '-')}", type=kind, default=value, help=f"default: {value}"
+            )
+    p.add_argument(
+        "--widths",
+        type=_widths,
+        default=defaults.widths,
+        help="feature widths per resolution, e.g. 4:128,8:128,16:64,32:32,64:16",
+    )
+    p.add_argument("--quiet", action="store_true", help="a log line per checkpoint, no bar")
+    p.set_defaults(func=run_train)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from .training.loop import train
+
+    values = {f.name: getattr(args, f.name) for f in fields(TrainConfig)}
+    cfg = TrainConfig(**values)
+    if not cfg.out.endswith(".safetensors"):
+        raise ValueError(f"--out must end in .safetensors, got {cfg.out}")
+    bar = tqdm(total=cfg.steps, unit="step", disable=args.quiet, mininterval=5)
+
+    def show(event: TrainProgress) -> None:
+        if args.quiet:
+            if event.step % args.checkpoint_every == 0:
+                print(
+                    f"step {event.step}/{event.steps} d={event.d_loss:.3f} g={event.g_loss:.3f} "
+                    f"r1={event.r1:.4f} {event.images_per_s:.1f} img/s",
+                    flush=True,
+                )
+            return
+        bar.n = event.step
+        bar.set_postfix(
+            d=f"{event.d_loss:.3f}",
+            g=f"{event.g_loss:.3f}",
+            img_s=f"{event.images_per_s:.1f}",
+            refresh=False,
+        )
+        bar.refresh()
+
+    try:
+        out = train(cfg, show)
+    finally:
+        bar.close()
+    print(f"wrote {out}")
+    return 0
