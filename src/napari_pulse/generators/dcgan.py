@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -59,6 +60,39 @@ def faces_weights_path() -> Path | None:
     return None
 
 
+def is_dcgan(obj: Any) -> bool:
+    """Whether a loaded object is a DCGAN64 state dict, bare or under ``netG_state_dict``."""
+    state = obj.get("netG_state_dict", obj) if isinstance(obj, dict) else None
+    return isinstance(state, dict) and "main.0.weight" in state and "main.12.weight" in state
+
+
+def dcgan_from_state(obj: dict, card: ModelCard) -> DCGAN64:
+    """A frozen :class:`DCGAN64` from a state dict (or a dict holding ``netG_state_dict``)."""
+    state = obj.get("netG_state_dict", obj)
+    first, last = state["main.0.weight"], state["main.12.weight"]
+    model = DCGAN64(card, nz=first.shape[0], ngf=first.shape[1] // 8, channels=last.shape[1])
+    model.load_state_dict(state)
+    model.eval().requires_grad_(False)
+    return model
+
+
+def load_dcgan_file(path: str | Path, checkpoint: Any = None) -> DCGAN64:
+    """A DCGAN64 from a saved state dict such as gan-face-generate's weights.tar."""
+    path = Path(path)
+    obj = checkpoint
+    if obj is None:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    if not is_dcgan(obj):
+        raise ValueError(f"{path.name} is not a DCGAN64 state dict (no main.0/main.12 weights)")
+    card = ModelCard(
+        name=path.stem,
+        description=f"64x64 DCGAN read from {path.name}",
+        normalization="range",
+        extra={"format": "dcgan", "source": str(path)},
+    )
+    return dcgan_from_state(obj, card)
+
+
 def load_faces_dcgan() -> DCGAN64:
     """The 64x64 RGB face generator; a clear error says how to install it when absent."""
     path = faces_weights_path()
@@ -68,7 +102,6 @@ def load_faces_dcgan() -> DCGAN64:
             f"Install them with: {FACES_INSTALL_HINT}"
         )
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    state = checkpoint["netG_state_dict"]
     card = ModelCard(
         name="faces-dcgan64",
         domain="faces",
@@ -77,9 +110,4 @@ def load_faces_dcgan() -> DCGAN64:
         training_data="DigiFace-1M synthetic faces (per the gan-face-generate package)",
         license="MIT (gan-face-generate)",
     )
-    model = DCGAN64(
-        card, nz=state["main.0.weight"].shape[0], ngf=state["main.0.weight"].shape[1] // 8
-    )
-    model.load_state_dict(state)
-    model.eval().requires_grad_(False)
-    return model
+    return dcgan_from_state(checkpoint, card)

@@ -16,6 +16,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from . import cache
 from .base import ModelCard
 from .stylegan2 import StyleGAN2, StyleGAN2Config, StyleGAN2Generator
 
@@ -89,6 +90,11 @@ def load_native_net(path: str | Path) -> tuple[StyleGAN2, ModelCard, tuple | Non
 
 
 def load_native(path: str | Path, layout: str = "w+") -> StyleGAN2Generator:
-    """A search-ready generator from a native ``.safetensors`` file."""
+    """A search-ready generator from a native ``.safetensors`` file.
+
+    A file without a stored Gaussian fit gets one from the cache (computed there once).
+    """
     net, card, gaussian = load_native_net(path)
+    if gaussian is None:
+        gaussian = cache.cached_gaussian(net, cache.file_sha256(path))
     return StyleGAN2Generator(net, card, layout=layout, gaussian=gaussian)

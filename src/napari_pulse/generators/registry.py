@@ -1,19 +1,26 @@
-"""One registry of generators: the bundled ones and those other packages register.
+"""One registry of generators: the bundled ones, those other packages register, published ones.
 
 Other packages add generators under the entry-point group ``napari_pulse.generators``;
 each entry point names a zero-argument callable that returns a :class:`DomainGenerator`.
-Listing never loads weights.
+Native ``.safetensors`` files in ``napari_pulse/data/generators`` are bundled generators.
+:func:`load` also takes a path to any file :mod:`.files` reads. Listing never loads weights.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import entry_points
+from pathlib import Path
 
+from . import published
 from .base import DomainGenerator
 from .dcgan import FACES_INSTALL_HINT, faces_weights_path, load_faces_dcgan
+from .files import FORMATS_HELP, load_file, looks_like_path
 from .tiny import TinyGenerator
+
+BUNDLED_DIR = Path(__file__).resolve().parents[1] / "data" / "generators"
 
 ENTRY_POINT_GROUP = "napari_pulse.generators"
 
@@ -79,27 +86,75 @@ def _from_entry_points() -> dict[str, GeneratorInfo]:
     return found
 
 
+def _bundled_native() -> dict[str, GeneratorInfo]:
+    """Native files shipped in ``data/generators``: listed from their cards, not loaded."""
+    from .native import read_card
+
+    found: dict[str, GeneratorInfo] = {}
+    for path in sorted(BUNDLED_DIR.glob("*.safetensors")):
+        try:
+            card = read_card(path)
+        except Exception:  # noqa: BLE001 - a damaged file is listed as unavailable
+            card, reason = {}, f"cannot read {path.name}"
+        else:
+            reason = None
+        name = str(card.get("name") or path.stem)
+        summary = str(card.get("description") or card.get("domain") or "StyleGAN2")
+
+        def load(path=path) -> DomainGenerator:
+            return load_file(path)
+
+        found[name] = GeneratorInfo(name, summary, load, lambda r=reason: r)
+    return found
+
+
+def _published() -> dict[str, GeneratorInfo]:
+    return {
+        name: GeneratorInfo(
+            name,
+            f"{entry.summary} (downloaded into the cache on first use)",
+            lambda name=name: published.load_published(name),
+            source="published",
+        )
+        for name, entry in published.PUBLISHED.items()
+    }
+
+
 def available() -> list[GeneratorInfo]:
-    """Every known generator (bundled first, then other packages'), loadable or not."""
+    """Every known generator (bundled first, then other packages', then published ones),
+    loadable or not. Nothing is loaded."""
     merged = dict(_BUILTINS)
-    for name, info in _from_entry_points().items():
-        merged.setdefault(name, info)
+    for extra in (_bundled_native(), _from_entry_points(), _published()):
+        for name, info in extra.items():
+            merged.setdefault(name, info)
     return list(merged.values())
 
 
 _loaded: dict[str, DomainGenerator] = {}
 
 
-def load(name: str | DomainGenerator) -> DomainGenerator:
-    """The generator registered as ``name`` (loaded once per process, then reused)."""
+def load(name: str | os.PathLike | DomainGenerator) -> DomainGenerator:
+    """The generator registered as ``name``, or read from a file path (see :mod:`.files`).
+
+    Loaded once per process (per name, or per file and its modification time), then reused.
+    """
     if isinstance(name, DomainGenerator):
         return name
+    if isinstance(name, os.PathLike) or (
+        isinstance(name, str) and looks_like_path(name) and name not in _BUILTINS
+    ):
+        return _load_path(Path(name))
     if name in _loaded:
         return _loaded[name]
     infos = {info.name: info for info in available()}
     if name not in infos:
+        if Path(name).is_file():
+            return _load_path(Path(name))
         known = ", ".join(sorted(infos))
-        raise ValueError(f"Unknown generator {name!r}. Available: {known}.")
+        raise ValueError(
+            f"Unknown generator {name!r}. Available: {known}; or give a path to a file: "
+            f"{FORMATS_HELP}."
+        )
     info = infos[name]
     reason = info.reason
     if reason is not None:
@@ -108,6 +163,15 @@ def load(name: str | DomainGenerator) -> DomainGenerator:
     model.eval().requires_grad_(False)
     _loaded[name] = model
     return model
+
+
+def _load_path(path: Path) -> DomainGenerator:
+    if not path.is_file():
+        raise FileNotFoundError(f"generator file not found: {path}")
+    key = f"{path.resolve()}@{path.stat().st_mtime_ns}"
+    if key not in _loaded:
+        _loaded[key] = load_file(path)
+    return _loaded[key]
 
 
 def default_for(channels: int) -> str:

@@ -44,6 +44,8 @@ class StyleGAN2Config:
     widths: dict[int, int] = field(default_factory=dict)
     lr_mlp: float = 0.01
     blur_kernel: tuple[int, ...] = (1, 3, 3, 1)
+    #: Clamp conv and to-RGB outputs to +-this (NVlabs' ``conv_clamp``); None: no clamping.
+    conv_clamp: float | None = None
 
     def __post_init__(self) -> None:
         log = math.log2(self.resolution)
@@ -272,27 +274,37 @@ class ConstantInput(nn.Module):
         return self.input.expand(n, -1, -1, -1)
 
 
+def _clamp(x: torch.Tensor, clamp: float | None) -> torch.Tensor:
+    return x if clamp is None else x.clamp(-clamp, clamp)
+
+
 class StyledConv(nn.Module):
-    def __init__(self, in_ch, out_ch, kernel, style_dim, upsample=False, blur_kernel=(1, 3, 3, 1)):
+    def __init__(
+        self, in_ch, out_ch, kernel, style_dim, upsample=False, blur_kernel=(1, 3, 3, 1), clamp=None
+    ):
         super().__init__()
         self.conv = ModulatedConv2d(in_ch, out_ch, kernel, style_dim, True, upsample, blur_kernel)
         self.noise = NoiseInjection()
         self.activate = FusedLeakyReLU(out_ch)
+        self.clamp = clamp
 
     def forward(self, x, style, noise=None):
-        return self.activate(self.noise(self.conv(x, style), noise))
+        return _clamp(self.activate(self.noise(self.conv(x, style), noise)), self.clamp)
 
 
 class ToRGB(nn.Module):
-    def __init__(self, in_ch, style_dim, channels=3, upsample=True, blur_kernel=(1, 3, 3, 1)):
+    def __init__(
+        self, in_ch, style_dim, channels=3, upsample=True, blur_kernel=(1, 3, 3, 1), clamp=None
+    ):
         super().__init__()
         if upsample:
             self.upsample = Upsample(blur_kernel)
         self.conv = ModulatedConv2d(in_ch, channels, 1, style_dim, demodulate=False)
         self.bias = nn.Parameter(torch.zeros(1, channels, 1, 1))
+        self.clamp = clamp
 
     def forward(self, x, style, skip=None):
-        out = self.conv(x, style) + self.bias
+        out = _clamp(self.conv(x, style) + self.bias, self.clamp)
         if skip is not None:
             out = out + self.upsample(skip)
         return out
@@ -304,14 +316,14 @@ class StyleGAN2(nn.Module):
     def __init__(self, config: StyleGAN2Config):
         super().__init__()
         self.config = cfg = config
-        ch, k, d = cfg.widths, cfg.blur_kernel, cfg.style_dim
+        ch, k, d, c = cfg.widths, cfg.blur_kernel, cfg.style_dim, cfg.conv_clamp
         self.style = nn.Sequential(
             PixelNorm(),
             *[EqualLinear(d, d, lr_mul=cfg.lr_mlp, activation=True) for _ in range(cfg.n_mlp)],
         )
         self.input = ConstantInput(ch[4])
-        self.conv1 = StyledConv(ch[4], ch[4], 3, d, blur_kernel=k)
-        self.to_rgb1 = ToRGB(ch[4], d, cfg.channels, upsample=False)
+        self.conv1 = StyledConv(ch[4], ch[4], 3, d, blur_kernel=k, clamp=c)
+        self.to_rgb1 = ToRGB(ch[4], d, cfg.channels, upsample=False, clamp=c)
         self.num_layers = (cfg.log_size - 2) * 2 + 1
         self.n_latent = cfg.n_latent
         self.noises = nn.Module()
@@ -323,9 +335,11 @@ class StyleGAN2(nn.Module):
         in_ch = ch[4]
         for i in range(3, cfg.log_size + 1):
             out_ch = ch[2**i]
-            self.convs.append(StyledConv(in_ch, out_ch, 3, d, upsample=True, blur_kernel=k))
-            self.convs.append(StyledConv(out_ch, out_ch, 3, d, blur_kernel=k))
-            self.to_rgbs.append(ToRGB(out_ch, d, cfg.channels))
+            self.convs.append(
+                StyledConv(in_ch, out_ch, 3, d, upsample=True, blur_kernel=k, clamp=c)
+            )
+            self.convs.append(StyledConv(out_ch, out_ch, 3, d, blur_kernel=k, clamp=c))
+            self.to_rgbs.append(ToRGB(out_ch, d, cfg.channels, clamp=c))
             in_ch = out_ch
 
     def noise_shapes(self) -> list[tuple[int, int, int]]:
