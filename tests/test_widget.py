@@ -253,3 +253,77 @@ def test_an_unavailable_generator_is_listed_with_its_reason(make_napari_viewer, 
     assert widget.factor.choices == () and not widget.run_button.enabled
     widget.generator.value = "tiny"
     assert widget.run_button.enabled and widget.factor.choices
+
+
+def _tiny_stylegan2_file(path):
+    """A tiny random (untrained) StyleGAN2 in the native format, for the file chooser."""
+    import torch
+
+    from napari_pulse.generators.base import ModelCard
+    from napari_pulse.generators.native import save_native
+    from napari_pulse.generators.stylegan2 import StyleGAN2, StyleGAN2Config, gaussian_fit
+
+    torch.manual_seed(0)
+    cfg = StyleGAN2Config(
+        resolution=16, channels=1, style_dim=8, n_mlp=1, widths={4: 8, 8: 8, 16: 4}
+    )
+    net = StyleGAN2(cfg)
+    return save_native(path, net, ModelCard(name="mine"), gaussian_fit(net, n=256, batch=256))
+
+
+def test_a_generator_from_file_is_added_and_used(make_napari_viewer, qtbot, errors, tmp_path):
+    path = _tiny_stylegan2_file(tmp_path / "mine.safetensors")
+    viewer = make_napari_viewer()
+    widget = open_widget(viewer)
+    assert widget.generator.choices[-1] == widget_module.FROM_FILE
+    viewer.add_image(np.random.default_rng(0).random((4, 8), np.float32), name="im")
+    assert widget.add_generator_file(path)
+    assert widget.generator.value == str(path)
+    assert widget.factor.choices == tuple(range(2, 9))  # a 16x16 generator
+    combo = widget.generator.native
+    assert "mine (mine.safetensors)" in [combo.itemText(i) for i in range(combo.count())]
+    viewer.add_points()  # napari resets dock widgets' choices on layer changes
+    assert widget.generator.value == str(path)
+    run(qtbot, widget, factor=4, steps=3, restarts=2)
+    assert errors == []
+    out = viewer.layers["im x4 (mine)"]
+    assert out.data.shape == (16, 32) and out.metadata["params"]["generator"] == "mine"
+
+
+def test_a_bad_generator_file_shows_the_error_and_keeps_the_choice(
+    make_napari_viewer, errors, tmp_path, monkeypatch
+):
+    bad = tmp_path / "junk.pt"
+    bad.write_bytes(b"not a checkpoint")
+    viewer = make_napari_viewer()
+    widget = open_widget(viewer)
+    widget.generator.value = "tiny"
+    choices = widget.generator.choices
+    assert not widget.add_generator_file(bad)
+    assert errors and "junk.pt" in errors[0]
+    assert widget.generator.value == "tiny" and widget.generator.choices == choices
+    # Choosing "from file..." and cancelling the dialog goes back to the previous choice.
+    monkeypatch.setattr(
+        "qtpy.QtWidgets.QFileDialog.getOpenFileName", staticmethod(lambda *a, **k: ("", ""))
+    )
+    widget.generator.value = widget_module.FROM_FILE
+    assert widget.generator.value == "tiny"
+
+
+def test_a_third_party_generator_appears_in_the_dropdown(make_napari_viewer, monkeypatch):
+    from napari_pulse.generators import GeneratorInfo, registry
+    from napari_pulse.generators.tiny import TinyGenerator
+
+    other = GeneratorInfo(
+        "other-pkg-gen",
+        "from other-pkg",
+        lambda: TinyGenerator(name="other-pkg-gen"),
+        source="other-pkg",
+    )
+    # What an installed package's entry point contributes (tests/test_registry.py installs one).
+    monkeypatch.setattr(registry, "_from_entry_points", lambda: {other.name: other})
+    monkeypatch.setattr(registry, "_loaded", {})
+    widget = open_widget(make_napari_viewer())
+    assert "other-pkg-gen" in widget.generator.choices
+    widget.generator.value = "other-pkg-gen"
+    assert widget.run_button.enabled and widget.factor.choices == tuple(range(2, 17))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -153,7 +154,7 @@ def _check_count(name: str, value: Any, minimum: int) -> int:
 def iter_upscale(
     image: Any,
     *,
-    generator: str | DomainGenerator | None = None,
+    generator: str | os.PathLike | DomainGenerator | None = None,
     factor: int = 4,
     degradation: str = "bicubic",
     sigma: float | None = None,
@@ -176,10 +177,11 @@ def iter_upscale(
     arr, rgb = _check_image(image, rgb)
     if generator is None:
         generator = default_for(3 if rgb else 1)
-    gen = load(generator) if isinstance(generator, str) else generator
+    gen = load(generator) if isinstance(generator, str | os.PathLike) else generator
     if not isinstance(gen, DomainGenerator):
         raise TypeError(
-            f"generator must be a name or a DomainGenerator, got {type(generator).__name__}"
+            "generator must be a name, a path to a weights file or a DomainGenerator, "
+            f"got {type(generator).__name__}"
         )
     factor = _check_factor(factor, gen)
     if degradation not in DEGRADATIONS:
@@ -400,7 +402,7 @@ def _assemble(
 def upscale(
     image: Any,
     *,
-    generator: str | DomainGenerator | None = None,
+    generator: str | os.PathLike | DomainGenerator | None = None,
     factor: int = 4,
     degradation: str = "bicubic",
     sigma: float | None = None,
@@ -417,6 +419,9 @@ def upscale(
 
     ``image``: ``(Y, X)`` grayscale or ``(Y, X, 3)`` RGB, uint8/uint16/int16/float; leading
     axes (``(..., Y, X[, 3])``, e.g. T or Z) are planes, each upscaled on its own.
+    ``generator``: a registered name (see ``napari_pulse.generators.available()``), a path
+    to a weights file (native ``.safetensors``, rosinality ``.pt``, NVlabs ``.pkl``), or a
+    :class:`DomainGenerator`; None picks the default for the image's channels.
     ``progress`` is called with every :class:`Progress` event; ``cancel`` (for example
     ``threading.Event().is_set``) is polled at every optimiser step and, when it returns
     True, :class:`Cancelled` is raised. Other keywords (``normalization``, ``rgb``, ``eps``,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -19,12 +20,16 @@ from napari.utils.notifications import show_error, show_info, show_warning
 
 from ..degrade import DEGRADATIONS
 from ..generators import available, load
+from ..generators.registry import GeneratorInfo
 from ..search import SearchConfig
 from .layers import preview_layer, result_layers
 from .runner import UpscaleJob
 
 if TYPE_CHECKING:
     import napari
+
+FROM_FILE = "from file..."
+GENERATOR_FILES = "*.safetensors *.pt *.pth *.pkl *.tar"
 
 #: Quality presets: (optimiser steps, random starts per tile). "best" is the API default.
 PRESETS: dict[str, tuple[int, int]] = {
@@ -62,13 +67,16 @@ class UpscaleWidget(Container):
         self.job: UpscaleJob | None = None
         self._preview: Image | None = None  # the live-preview layer of the running job
         self._generators = {info.name: info for info in available()}
-
-        self.image = ComboBox(label="image", choices=self._image_layers, nullable=True)
-        gen_choices = [
+        #: (label, value) pairs; a callable source, so that napari's reset_choices() keeps
+        #: generators added from files.
+        self._gen_choices: list[tuple[str, str]] = [
             (name if info.ok else f"{name} (unavailable)", name)
             for name, info in self._generators.items()
-        ]
-        self.generator = ComboBox(label="generator", choices=gen_choices)
+        ] + [(FROM_FILE, FROM_FILE)]
+        self._gen_current: str | None = None
+
+        self.image = ComboBox(label="image", choices=self._image_layers, nullable=True)
+        self.generator = ComboBox(label="generator", choices=lambda _w: self._gen_choices)
         self.generator_info = Label(label="")
         self._factors: list[int] = []
         # Callables, not lists: napari calls reset_choices() on dock widgets as layers
@@ -161,7 +169,47 @@ class UpscaleWidget(Container):
         elif layers:
             self.image.value = layers[-1]
 
+    def add_generator_file(self, path: str | Path) -> bool:
+        """Load a weights file, add it to the generator choices and select it.
+
+        On failure, a notification gives the reader's message and the choice is unchanged.
+        """
+        key = str(Path(path))
+        try:
+            gen = load(Path(path))
+        except Exception as exc:  # noqa: BLE001 - any reader error is the user's file
+            show_error(f"Cannot use {Path(path).name} as a generator: {exc}")
+            self._restore_generator()
+            return False
+        if key not in self._generators:
+            self._generators[key] = GeneratorInfo(
+                gen.name, f"{gen.describe()} (from {key})", lambda: gen, source=key
+            )
+            self._gen_choices.insert(-1, (f"{gen.name} ({Path(path).name})", key))
+            self.generator.reset_choices()
+        self.generator.value = key
+        return True
+
+    def _ask_generator_file(self) -> None:
+        from qtpy.QtWidgets import QFileDialog
+
+        path, _ = QFileDialog.getOpenFileName(
+            self.native, "Generator weights", "", f"Generators ({GENERATOR_FILES});;All files (*)"
+        )
+        if path:
+            self.add_generator_file(path)
+        else:
+            self._restore_generator()
+
+    def _restore_generator(self) -> None:
+        if self.generator.value == FROM_FILE and self._gen_current is not None:
+            self.generator.value = self._gen_current
+
     def _on_generator(self, name: str | None) -> None:
+        if name == FROM_FILE:
+            self._ask_generator_file()
+            return
+        self._gen_current = name
         info = self._generators.get(name) if name else None
         previous = self.factor.value
         if info is None or not info.ok:
@@ -172,7 +220,7 @@ class UpscaleWidget(Container):
             self.run_button.enabled = False
             return
         try:
-            gen = load(name)
+            gen = load(Path(name) if info.source == name else name)
         except Exception as exc:  # noqa: BLE001 - a broken plugin generator must not crash the GUI
             self.generator_info.value = f"cannot load: {exc}"
             self._set_factors([])
@@ -330,7 +378,10 @@ class UpscaleWidget(Container):
             self._preview.data = image
             return
         data, meta = preview_layer(
-            image, generator=_generator_name(opts), factor=opts["factor"], **source
+            image,
+            generator=_generator_name(opts, self._generators),
+            factor=opts["factor"],
+            **source,
         )
         self._preview = self.viewer.add_image(data, **meta)
 
@@ -341,7 +392,7 @@ class UpscaleWidget(Container):
 
     def _add_result(self, result: Any, opts: dict[str, Any], source: dict[str, Any]) -> None:
         self._drop_preview()
-        name = _generator_name(opts)
+        name = _generator_name(opts, self._generators)
         tuples = result_layers(result, generator=name, factor=opts["factor"], **source)
         added = [self.viewer.add_image(data, **meta) for data, meta, _ in tuples]
         self.viewer.layers.selection.active = added[0]
@@ -365,6 +416,9 @@ class UpscaleWidget(Container):
         self.run_button.enabled = bool(self._factors)
 
 
-def _generator_name(opts: dict[str, Any]) -> str:
+def _generator_name(opts: dict[str, Any], known: dict[str, GeneratorInfo]) -> str:
+    """The generator's name for layer names: a file's card name rather than its path."""
     gen = opts["generator"]
-    return gen if isinstance(gen, str) else gen.name
+    if not isinstance(gen, str):
+        return gen.name
+    return known[gen].name if gen in known else gen
