@@ -40,6 +40,10 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=400)
     ap.add_argument("--restarts", type=int, default=96)
     ap.add_argument("--keep", type=int, default=4, help="starts refined after exploring")
+    ap.add_argument("--explore-steps", type=int, default=SearchConfig.explore_steps)
+    ap.add_argument("--mid-steps", type=int, default=SearchConfig.mid_steps)
+    ap.add_argument("--mid-keep", type=int, default=SearchConfig.mid_keep)
+    ap.add_argument("--only", type=int, nargs="*", help="indices of the inputs to run")
     ap.add_argument("--generators", nargs="+", default=["tiny", "faces-dcgan64"])
     ap.add_argument("--factors", nargs="+", type=int, default=[4, 8])
     args = ap.parse_args()
@@ -47,6 +51,15 @@ def main() -> None:
     for name in args.generators:
         for factor in args.factors:
             stack = inputs(name, factor, args.n)
+            if args.only:
+                stack = stack[args.only]
+            n = len(stack)
+            cfg = SearchConfig(
+                keep=args.keep,
+                explore_steps=args.explore_steps,
+                mid_steps=args.mid_steps,
+                mid_keep=args.mid_keep,
+            )
             t = time.perf_counter()
             r = napari_pulse.upscale(
                 stack,
@@ -54,17 +67,18 @@ def main() -> None:
                 factor=factor,
                 steps=args.steps,
                 restarts=args.restarts,
-                config=SearchConfig(keep=args.keep),
+                config=cfg,
                 normalization="range",
                 rgb=load(name).channels == 3,
             )
             dt = time.perf_counter() - t
-            p = r.lr_psnr_tiles.reshape(args.n)
+            p = r.lr_psnr_tiles.reshape(n)
             level = LEVEL.get(name, 35.0)
             print(
-                f"{name} x{factor}: {int((p >= level).sum())}/{args.n} >= {level:g} dB, "
+                f"{name} x{factor}: {int((p >= level).sum())}/{n} >= {level:g} dB, "
                 f"median {np.median(p):.1f} dB, min {p.min():.1f} dB, "
-                f"{dt / args.n:.2f} s per input ({args.steps} steps, {args.restarts} restarts, "
+                f"{dt / n:.2f} s per input ({args.steps} steps, {args.restarts} restarts, "
+                f"explore {args.explore_steps}, mid {args.mid_steps}x{args.mid_keep}, "
                 f"keep {args.keep})"
             )
             print("  per input:", " ".join(f"{v:.1f}" for v in p))

@@ -43,6 +43,11 @@ class SearchConfig:
     explore_lr: float = 0.2
     keep: int = 4  # starts per tile refined after exploring (at least ``samples``)
     refine_lr: float = 0.1
+    #: An optional middle rung of successive halving: the best ``mid_keep`` explored starts
+    #: go on for ``mid_steps`` more steps before the ``keep`` best are chosen. 0: off.
+    mid_steps: int = 0
+    mid_keep: int = 16
+    mid_lr: float = 0.1
     l2_weight: float = 100.0
     l1_weight: float = 0.0
     geocross_weight: float = 0.05  # only for generators whose latent calls for it
@@ -60,6 +65,22 @@ class SearchConfig:
     @property
     def n_explore_steps(self) -> int:
         return min(self.steps, self.explore_steps)
+
+    def stages(self) -> list[tuple[int, int, float, int]]:
+        """Successive-halving rungs: (starts in, steps, learning rate, starts kept)."""
+        explore = self.n_explore_steps
+        mid = min(self.mid_steps, self.steps - explore)
+        rungs: list[tuple[int, int, float, int]] = []
+        if mid > 0:
+            mid_keep = min(self.restarts, max(self.mid_keep, self.n_keep))
+            rungs.append((self.restarts, explore, self.explore_lr, mid_keep))
+            rungs.append((mid_keep, mid, self.mid_lr, self.n_keep))
+        else:
+            rungs.append((self.restarts, explore, self.explore_lr, self.n_keep))
+        refine = self.steps - explore - max(mid, 0)
+        if refine > 0:
+            rungs.append((self.n_keep, refine, self.refine_lr, self.n_keep))
+        return rungs
 
     @property
     def n_blend_steps(self) -> int:
@@ -224,20 +245,20 @@ def search(
     """Phase 1: fit every unit ``targets[u]`` ``(C, h, w)`` from starts ``z0[u]`` ``(K, ...)``.
 
     Successive halving: all ``K`` starts explore for ``explore_steps`` (a high, decaying
-    learning rate); the ``keep`` best of each unit then refine for the rest of ``steps``
-    from their best state. Returns ``(U, keep, ...)`` candidates, best first. ``live``
-    (``(U, C, H, W)``), when given, holds every unit's best image so far, step by step.
+    learning rate); optionally the ``mid_keep`` best go on for ``mid_steps``; the ``keep``
+    best of each unit then refine for the rest of ``steps`` from their best state.
+    Returns ``(U, keep, ...)`` candidates, best first. ``live`` (``(U, C, H, W)``), when
+    given, holds every unit's best image so far, step by step.
     """
     n_units, k = z0.shape[:2]
-    keep = cfg.n_keep
-    explore, refine = cfg.n_explore_steps, cfg.steps - cfg.n_explore_steps
     vec_dim = len(render.g.latent_shape)
     z0 = project_to_sphere(z0.clone(), vec_dim + 1)
     noise0 = [project_to_sphere(n.clone(), 2) for n in noise0]
 
-    def run(stage_cands: Candidates, per_unit: int, steps: int, lr: float, label: str):
+    def run(stage_cands: Candidates, per_unit: int, steps: int, lr: float, keep: int):
         """Optimise ``(U, per_unit, ...)`` candidates batch by batch, keeping the ``keep``
         best of each unit as each batch ends (so memory stays bounded); yields progress."""
+        label = "search"
         batches = cfg.batches(n_units, per_unit)
         parts = []
         for b, units in enumerate(batches):
@@ -272,10 +293,10 @@ def search(
             torch.cat([p.images for p in parts]),
         )
 
-    starts = Candidates(z0, noise0, torch.full((n_units, k), math.inf, device=z0.device), None)
-    kept = yield from run(starts, k, explore, cfg.explore_lr, "search")
-    if refine > 0:  # starts from the kept best states, so it can only improve on them
-        kept = yield from run(kept, keep, refine, cfg.refine_lr, "search")
+    kept = Candidates(z0, noise0, torch.full((n_units, k), math.inf, device=z0.device), None)
+    for per_unit, steps, lr, keep in cfg.stages():
+        # Each rung starts from the best states of the last, so it can only improve on them.
+        kept = yield from run(kept, min(per_unit, k), steps, lr, keep)
     return kept
 
 
@@ -418,9 +439,9 @@ def blend(
 
 def planned_steps(n_units: int, n_tiles: int, n_mosaics: int, cfg: SearchConfig) -> int:
     """Optimiser steps the whole job will take at most (for progress bars)."""
-    explore, refine = cfg.n_explore_steps, cfg.steps - cfg.n_explore_steps
-    total = len(cfg.batches(n_units, cfg.restarts)) * explore
-    total += len(cfg.batches(n_units, cfg.n_keep)) * refine
+    total = sum(
+        len(cfg.batches(n_units, per_unit)) * steps for per_unit, steps, _, _ in cfg.stages()
+    )
     if n_tiles > 1:
         total += len(cfg.batches(n_tiles, n_mosaics)) * cfg.n_blend_steps
     return total
