@@ -16,6 +16,13 @@ from .degrade import DEGRADATIONS, Degradation
 from .events import Cancelled, Finished, Progress
 from .generators import DomainGenerator, default_for, load
 from .intensity import ACCEPTED_DTYPES, NORMALIZATIONS, Intensity, cast_like, fit_intensity
+from .intermediate import (
+    MODES,
+    IntermediateConfig,
+    check_layers,
+    planned_feature_steps,
+    search_features,
+)
 from .search import Renderer, SearchConfig, blend, choose, planned_steps, search
 from .tiling import Mosaic, TileGrid
 
@@ -29,6 +36,9 @@ class Result:
     more than one sample was asked for. ``lr_psnr`` compares the downscaled result with
     the input in [0, 1] units (dB; per tile in ``lr_psnr_tiles``, shape ``(*planes, rows,
     cols)``). ``success`` says whether the low-res MSE is at most ``eps``.
+    ``ood_score`` (and ``ood_tiles``, shaped like ``lr_psnr_tiles``) says how far the
+    intermediate search had to leave the generator's own features: the share of the
+    allowed feature ball used, 0 to 1 (0 in ``latent`` mode, which never leaves the prior).
     """
 
     image: np.ndarray
@@ -41,6 +51,8 @@ class Result:
     samples: np.ndarray | None = None
     std: np.ndarray | None = None
     sample_lr_psnr: list[float] = field(default_factory=list)
+    ood_score: float = 0.0
+    ood_tiles: np.ndarray | None = None
 
     @property
     def mean(self) -> np.ndarray:
@@ -168,11 +180,19 @@ def iter_upscale(
     eps: float = 2e-3,
     overlap: int | None = None,
     config: SearchConfig | None = None,
+    mode: str = "latent",
+    intermediate: IntermediateConfig | None = None,
+    realism: float = 0.0,
 ) -> Generator[Progress | Finished, None, None]:
     """:func:`upscale` as a stream of :class:`Progress` events ending with :class:`Finished`.
 
     Stop iterating (or ``close()`` the generator) to cancel; that takes effect at the next
     optimiser step, and nothing of the caller's is changed.
+
+    ``mode``: ``latent`` (PULSE) or ``intermediate`` (then feature maps inside a ball, see
+    :mod:`napari_pulse.intermediate`; settings in ``intermediate``). ``realism`` weighs a
+    pull toward the prior: in ``intermediate`` mode the feature offsets' size, in ``latent``
+    mode extra GEOCROSS for per-layer latents (no effect on single-vector latents).
     """
     arr, rgb = _check_image(image, rgb)
     if generator is None:
@@ -213,13 +233,27 @@ def iter_upscale(
         raise ValueError(
             f"overlap must be an integer from 0 to {min(tile) - 1} low-res pixels, got {overlap!r}"
         )
+    if mode not in MODES:
+        raise ValueError(f"Unknown mode {mode!r}; choose one of {', '.join(MODES)}.")
+    if not (isinstance(realism, (int, float)) and realism >= 0):
+        raise ValueError(f"realism must be a number >= 0, got {realism!r}")
+    icfg, layers = None, ()
+    if mode == "intermediate":
+        icfg = intermediate or IntermediateConfig()
+        if realism:
+            icfg = replace(icfg, realism=float(realism))
+        layers = check_layers(icfg.layers, gen.feature_shapes(), gen.name)
     dev = pick_device(device)
     degrade = Degradation(degradation, factor, sigma).to(dev)
     base = config or SearchConfig()
     cfg = SearchConfig(
         **{**base.__dict__, "steps": steps, "restarts": restarts, "samples": samples, "eps": eps}
     )
-    return _stream(arr, rgb, gen, factor, degrade, normalization, cfg, int(seed), dev, overlap)
+    if mode == "latent" and realism:
+        cfg = replace(cfg, geocross_weight=cfg.geocross_weight + float(realism))
+    return _stream(
+        arr, rgb, gen, factor, degrade, normalization, cfg, int(seed), dev, overlap, icfg, layers
+    )
 
 
 def _stream(
@@ -233,6 +267,8 @@ def _stream(
     seed: int,
     dev: torch.device,
     overlap: int | None,
+    icfg: IntermediateConfig | None = None,
+    layers: tuple[int, ...] = (),
 ) -> Generator[Progress | Finished, None, None]:
     """The work of :func:`iter_upscale`, on arguments that have been checked."""
     steps, restarts, samples, eps = cfg.steps, cfg.restarts, cfg.samples, cfg.eps
@@ -260,7 +296,10 @@ def _stream(
     noise0 = [torch.randn((n_units, restarts, *s), generator=rng) for s in gen.noise_shapes()]
     z0, noise0 = z0.to(dev), [n.to(dev) for n in noise0]
     n_mosaics = n_planes * samples
-    progress = {"done": 0, "total": planned_steps(n_units, len(grid), n_mosaics, cfg)}
+    total = planned_steps(n_units, len(grid), n_mosaics, cfg)
+    if icfg is not None:
+        total += planned_feature_steps(n_units * samples, len(layers), icfg, cfg.batch_size)
+    progress = {"done": 0, "total": total}
     yield Progress("search", 0, progress["total"], 1, 1, math.inf)
 
     live = torch.nn.functional.interpolate(lr_tiles, scale_factor=factor, mode="bilinear")
@@ -281,16 +320,41 @@ def _stream(
         x = x.view(n_planes, t, samples, *x.shape[2:]).transpose(1, 2)
         return x.reshape(n_planes * samples, t, *x.shape[3:])
 
-    z = per_mosaic(cands.z[units, pick])
-    noise = [per_mosaic(n[units, pick]) for n in cands.noise]
-    tiles = per_mosaic(cands.images[units, pick])
+    z = cands.z[units, pick]
+    noise = [n[units, pick] for n in cands.noise]
+    images = cands.images[units, pick]
+    offsets: dict[int, torch.Tensor] = {}
+    ood = torch.zeros((n_units, samples), device=z.device)
+    if icfg is not None:  # feature maps, from the chosen latents
+        offsets, score, found = yield from search_features(
+            render,
+            degrade,
+            lr_tiles.repeat_interleave(samples, dim=0),
+            z.flatten(0, 1),
+            [n.flatten(0, 1) for n in noise],
+            cfg,
+            icfg,
+            layers,
+            progress,
+        )
+        offsets = {
+            k: per_mosaic(o.view(n_units, samples, *o.shape[1:])) for k, o in offsets.items()
+        }
+        ood = score.view(n_units, samples)
+        images = found.view(n_units, samples, *found.shape[1:])
+    z, noise, tiles = per_mosaic(z), [per_mosaic(n) for n in noise], per_mosaic(images)
     mosaic_targets = target.repeat_interleave(samples, dim=0)
     mosaics = yield from blend(
-        render, degrade, grid, mosaic_targets, z, noise, tiles, cfg, progress
+        render, degrade, grid, mosaic_targets, z, noise, tiles, cfg, progress, offsets
     )
     mosaics = mosaics.detach().cpu().numpy().reshape(n_planes, samples, c, h * factor, w * factor)
 
     result = _assemble(mosaics, planes, layout, intensity, arr.dtype, degrade, grid, eps)
+    ood_tiles = ood[:, 0].cpu().numpy().reshape(n_planes, len(grid))
+    if layout.split_channels:  # one figure per RGB tile: the channel that went furthest
+        ood_tiles = ood_tiles.reshape(-1, 3, len(grid)).max(axis=1)
+    result.ood_tiles = ood_tiles.reshape(*layout.lead, *grid.shape)
+    result.ood_score = float(result.ood_tiles.max())
     result.params = {
         "generator": gen.name,
         "generator_resolution": list(gen.resolution),
@@ -307,6 +371,8 @@ def _stream(
         "channel_conversion": _conversion(layout, gen),
         "tiles": {"grid": list(grid.shape), "tile": list(grid.tile), "overlap": grid.overlap},
         "blend_steps": cfg.n_blend_steps if len(grid) > 1 else 0,
+        "mode": "latent" if icfg is None else "intermediate",
+        "intermediate": None if icfg is None else {**icfg.__dict__, "layers": list(layers)},
         "search": dict(cfg.__dict__),
         "device": str(dev),
         "napari_pulse": __version__,

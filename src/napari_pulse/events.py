@@ -19,7 +19,7 @@ class Progress:
     so ``done / total`` is a faithful fraction for a progress bar.
     """
 
-    stage: str  # "search" (latent search per tile) or "blend" (seam refinement on the mosaic)
+    stage: str  # "search" (latent per tile), "features" (intermediate mode), "blend" (seams)
     done: int
     total: int
     batch: int  # 1-based index of the batch of tiles being searched

@@ -129,8 +129,16 @@ class Renderer:
         self.crop = crop
         self.offset = ((gh - crop[0]) // 2, (gw - crop[1]) // 2)
 
-    def __call__(self, z: torch.Tensor, noise: list[torch.Tensor] | None) -> torch.Tensor:
-        x = (self.g.synthesize(z, noise) + 1) / 2
+    def __call__(
+        self,
+        z: torch.Tensor,
+        noise: list[torch.Tensor] | None,
+        offsets: dict[int, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        if offsets:  # feature-map offsets of the intermediate search
+            x = (self.g.synthesize(z, noise, offsets=offsets) + 1) / 2
+        else:
+            x = (self.g.synthesize(z, noise) + 1) / 2
         if self.g.channels == 3 and self.channels == 1:
             luma = torch.tensor(LUMA, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
             x = (x * luma).sum(dim=1, keepdim=True)
@@ -358,11 +366,15 @@ def blend(
     tiles: torch.Tensor,
     cfg: SearchConfig,
     progress: dict,
+    offsets: dict[int, torch.Tensor] | None = None,
 ) -> Generator[Progress, None, torch.Tensor]:
     """Phase 2: refine tiles ``(M, T, ...)`` on their blended mosaics; returns ``(M, C, H, W)``.
 
     ``targets`` are the low-res images ``(M, C, h, w)`` the mosaics must downscale to.
+    ``offsets`` (feature-map offsets ``(M, T, ...)`` per layer, from the intermediate search)
+    stay fixed while the latents move.
     """
+    offsets = offsets or {}
     m, t = z.shape[:2]
     mosaic = Mosaic(grid, tiles)
     steps = cfg.n_blend_steps
@@ -393,6 +405,7 @@ def blend(
         fixed = mosaic.fixed(idx, box)
         zc = z[:, idx].flatten(0, 1).clone().requires_grad_()
         nc = [n[:, idx].flatten(0, 1).clone() for n in noise]
+        oc = {k: o[:, idx].flatten(0, 1) for k, o in offsets.items()}
         params = [zc] + ([n.requires_grad_() for n in nc] if cfg.optimize_noise else [])
         opt = torch.optim.Adam(params, lr=cfg.blend_lr)
         best = torch.full((m,), math.inf, device=z.device)
@@ -401,7 +414,7 @@ def blend(
         for step in range(steps + 1):
             final = step == steps
             with torch.set_grad_enabled(not final):
-                img = render(zc, nc or None).view(m, len(idx), *tiles.shape[2:])
+                img = render(zc, nc or None, oc).view(m, len(idx), *tiles.shape[2:])
                 region = mosaic.compose(fixed, idx, img, box)
                 lr_img = degrade(region)[..., keep[0], keep[1]]
                 mse = (lr_img - target).pow(2).flatten(1).mean(1)
@@ -429,7 +442,7 @@ def blend(
                 "blend", progress["done"], progress["total"], c + 1, len(chunks), float(best.max())
             )
         with torch.no_grad():
-            final_tiles = render(best_z, best_n or None).view(m, len(idx), *tiles.shape[2:])
+            final_tiles = render(best_z, best_n or None, oc).view(m, len(idx), *tiles.shape[2:])
         mosaic.update(idx, final_tiles)
         z[:, idx] = best_z.view(m, len(idx), *z.shape[2:])
         for n, bn in zip(noise, best_n, strict=True):

@@ -51,11 +51,39 @@ class DomainGenerator(nn.Module):
         """Shapes (per sample) of noise inputs that the search may optimise; none by default."""
         return []
 
+    def feature_shapes(self) -> list[tuple[int, ...]]:
+        """Shapes (per sample) of the intermediate feature maps that the intermediate search
+        may shift, first layer first; none by default (then only the latent is searched)."""
+        return []
+
     def synthesize(
-        self, latents: torch.Tensor, noise: list[torch.Tensor] | None = None
+        self,
+        latents: torch.Tensor,
+        noise: list[torch.Tensor] | None = None,
+        offsets: dict[int, torch.Tensor] | None = None,
+        features: list[torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        """Images ``(N, channels, H, W)`` in [-1, 1] for latents ``(N, *latent_shape)``."""
+        """Images ``(N, channels, H, W)`` in [-1, 1] for latents ``(N, *latent_shape)``.
+
+        ``offsets[k]`` (``(N, *feature_shapes()[k])``) is added to feature map ``k``;
+        ``features``, when given a list, receives every feature map before its offset.
+        """
         raise NotImplementedError
+
+    def feature_scales(self, n: int = 64, seed: int = 0) -> list[float]:
+        """Root-mean-square of each feature map over ``n`` prior draws (cached)."""
+        cached = getattr(self, "_feature_scales", None)
+        if cached is None:
+            rng = torch.Generator().manual_seed(seed)
+            z = self.sample_latents(n, rng)
+            noise = [torch.randn((n, *s), generator=rng) for s in self.noise_shapes()]
+            feats: list[torch.Tensor] = []
+            device = next(self.buffers(), next(self.parameters(), torch.empty(0))).device
+            with torch.no_grad():
+                self.synthesize(z.to(device), [x.to(device) for x in noise] or None, features=feats)
+            cached = [max(float(f.pow(2).mean().sqrt()), 1e-6) for f in feats]
+            self._feature_scales = cached
+        return cached
 
     @property
     def layered(self) -> bool:

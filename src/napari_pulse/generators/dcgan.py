@@ -42,10 +42,35 @@ class DCGAN64(DomainGenerator):
             nn.Tanh(),
         )
 
+    def feature_shapes(self) -> list[tuple[int, ...]]:
+        """The outputs of the four up-convolution blocks (after their ReLU)."""
+        shapes, size = [], 4
+        for i in range(2, len(self.main) - 2, 3):
+            conv = self.main[i - 2]
+            shapes.append((conv.out_channels, size, size))
+            size *= 2
+        return shapes
+
     def synthesize(
-        self, latents: torch.Tensor, noise: list[torch.Tensor] | None = None
+        self,
+        latents: torch.Tensor,
+        noise: list[torch.Tensor] | None = None,
+        offsets: dict[int, torch.Tensor] | None = None,
+        features: list[torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        return self.main(latents[:, :, None, None])
+        x = latents[:, :, None, None]
+        if offsets is None and features is None:
+            return self.main(x)
+        layer = 0
+        for i, module in enumerate(self.main):
+            x = module(x)
+            if isinstance(module, nn.ReLU) and i < len(self.main) - 2:
+                if features is not None:
+                    features.append(x)
+                if offsets and layer in offsets:
+                    x = x + offsets[layer]
+                layer += 1
+        return x
 
 
 def faces_weights_path() -> Path | None:

@@ -359,8 +359,20 @@ class StyleGAN2(nn.Module):
         w: torch.Tensor,
         noise: list[torch.Tensor | None] | None = None,
         randomize_noise: bool = False,
+        offsets: dict[int, torch.Tensor] | None = None,
+        features: list[torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        """Images from ``w (N, D)`` or ``w+ (N, n_latent, D)``; noise per layer, else stored."""
+        """Images from ``w (N, D)`` or ``w+ (N, n_latent, D)``; noise per layer, else stored.
+
+        Feature map ``k`` is the output of the ``k``-th resolution block (4x4 first);
+        ``offsets[k]`` is added to it, and ``features`` receives each before its offset.
+        """
+
+        def shift(x: torch.Tensor, k: int) -> torch.Tensor:
+            if features is not None:
+                features.append(x)
+            return x + offsets[k] if offsets and k in offsets else x
+
         if w.ndim == 2:
             w = w[:, None].expand(-1, self.n_latent, -1)
         if noise is None:
@@ -371,14 +383,14 @@ class StyleGAN2(nn.Module):
             )
         n = w.shape[0]
         out = self.input(n)
-        out = self.conv1(out, w[:, 0], _batch(noise[0], n))
+        out = shift(self.conv1(out, w[:, 0], _batch(noise[0], n)), 0)
         skip = self.to_rgb1(out, w[:, 1])
         i = 1
         for conv1, conv2, to_rgb in zip(
             self.convs[::2], self.convs[1::2], self.to_rgbs, strict=True
         ):
             out = conv1(out, w[:, i], _batch(noise[i], n))
-            out = conv2(out, w[:, i + 1], _batch(noise[i + 1], n))
+            out = shift(conv2(out, w[:, i + 1], _batch(noise[i + 1], n)), (i + 1) // 2)
             skip = to_rgb(out, w[:, i + 2], skip)
             i += 2
         return skip
@@ -456,8 +468,19 @@ class StyleGAN2Generator(DomainGenerator):
     def to_w(self, latents: torch.Tensor) -> torch.Tensor:
         return F.leaky_relu(latents * self.gauss_std + self.gauss_mean, 0.2) * SQRT2
 
+    def feature_shapes(self) -> list[tuple[int, ...]]:
+        """The output of every resolution block, 4x4 first."""
+        widths = self.net.config.widths
+        return [(widths[r], r, r) for r in sorted(widths)]
+
     def synthesize(
-        self, latents: torch.Tensor, noise: list[torch.Tensor] | None = None
+        self,
+        latents: torch.Tensor,
+        noise: list[torch.Tensor] | None = None,
+        offsets: dict[int, torch.Tensor] | None = None,
+        features: list[torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        img = self.net.synthesis(self.to_w(latents), noise=noise)
+        img = self.net.synthesis(
+            self.to_w(latents), noise=noise, offsets=offsets, features=features
+        )
         return img.clamp(-1, 1)

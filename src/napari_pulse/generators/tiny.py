@@ -72,7 +72,12 @@ class TinyGenerator(DomainGenerator):
             pre = self._pre_tanh(z)
             self.gain.fill_(1.0 / float(pre.std()))
 
-    def _pre_tanh(self, latents: torch.Tensor) -> torch.Tensor:
+    def _pre_tanh(
+        self,
+        latents: torch.Tensor,
+        offsets: dict[int, torch.Tensor] | None = None,
+        features: list[torch.Tensor] | None = None,
+    ) -> torch.Tensor:
         # Like StyleGAN's pixel norm: only the direction of each vector matters.
         latents = F.normalize(latents, dim=-1) * math.sqrt(latents.shape[-1])
         x = self.const(latents[:, 0]).view(-1, self.width, 4, 4)
@@ -80,9 +85,21 @@ class TinyGenerator(DomainGenerator):
             x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
             s = 1 + 0.5 * torch.tanh(style(latents[:, i + 1]))
             x = F.leaky_relu(conv(x * s[:, :, None, None]), 0.2)
+            if features is not None:
+                features.append(x)
+            if offsets and i in offsets:
+                x = x + offsets[i]
         return self.to_img(x)
 
+    def feature_shapes(self) -> list[tuple[int, ...]]:
+        """The output of every up-sampling block."""
+        return [(self.width, 8 * 2**i, 8 * 2**i) for i in range(len(self.convs))]
+
     def synthesize(
-        self, latents: torch.Tensor, noise: list[torch.Tensor] | None = None
+        self,
+        latents: torch.Tensor,
+        noise: list[torch.Tensor] | None = None,
+        offsets: dict[int, torch.Tensor] | None = None,
+        features: list[torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        return torch.tanh(self._pre_tanh(latents) * self.gain)
+        return torch.tanh(self._pre_tanh(latents, offsets, features) * self.gain)
