@@ -327,3 +327,25 @@ def test_a_third_party_generator_appears_in_the_dropdown(make_napari_viewer, mon
     assert "other-pkg-gen" in widget.generator.choices
     widget.generator.value = "other-pkg-gen"
     assert widget.run_button.enabled and widget.factor.choices == tuple(range(2, 17))
+
+
+def test_intermediate_mode_from_the_widget_stores_its_score(
+    make_napari_viewer, qtbot, errors, monkeypatch
+):
+    warned: list[str] = []
+    monkeypatch.setattr(widget_module, "show_warning", warned.append)
+    viewer = make_napari_viewer()
+    widget = open_widget(viewer)
+    viewer.add_image(np.random.default_rng(0).random((8, 8), np.float32), name="noise")
+    widget.advanced.value = True
+    assert widget.radius.native.isHidden()  # only for the intermediate search
+    widget.mode.value = "intermediate"
+    assert not widget.radius.native.isHidden()
+    widget.radius.value = 0.05
+    assert widget.options()["intermediate"].radius == 0.05
+    run(qtbot, widget, factor=4, **FAST)
+    assert errors == []
+    md = viewer.layers["noise x4 (tiny)"].metadata
+    assert md["params"]["mode"] == "intermediate" and md["params"]["intermediate"]["radius"] == 0.05
+    assert md["ood_score"] > 0.9 and np.asarray(md["ood_tiles"]).shape == (1, 1)
+    assert any("out-of-domain score" in w for w in warned)

@@ -193,3 +193,18 @@ def search_features(
 def planned_feature_steps(rows: int, n_layers: int, icfg: IntermediateConfig, batch: int) -> int:
     """Optimiser steps of :func:`search_features` (for progress bars)."""
     return n_layers * math.ceil(rows / batch) * icfg.steps
+
+
+#: Share of the feature ball above which a result is flagged as out of the generator's domain.
+OOD_WARNING = 0.9
+
+
+def ood_warning(score: float) -> str | None:
+    """A warning for users when the intermediate search used (nearly) all of its ball."""
+    if score < OOD_WARNING:
+        return None
+    return (
+        f"out-of-domain score {score:.2f}: the image lies outside what this generator draws; "
+        "the search used nearly all the room it was given beyond the generator's own features, "
+        "so the detail owes more to the fit than to the generator's prior"
+    )

@@ -93,6 +93,9 @@ def result_layers(
     }
     if getattr(result, "sample_lr_psnr", None):
         metadata["sample_lr_psnr"] = [float(p) for p in result.sample_lr_psnr]
+    if getattr(result, "ood_tiles", None) is not None:
+        metadata["ood_score"] = float(result.ood_score)
+        metadata["ood_tiles"] = np.asarray(result.ood_tiles).tolist()
     meta = _image_meta(name, out_scale, out_translate, metadata, rgb, colormap, contrast_limits)
     layers = [(result.image, meta, "image")]
     if result.std is not None:

@@ -21,6 +21,7 @@ from napari.utils.notifications import show_error, show_info, show_warning
 from ..degrade import DEGRADATIONS
 from ..generators import available, load
 from ..generators.registry import GeneratorInfo
+from ..intermediate import MODES, IntermediateConfig, ood_warning
 from ..search import SearchConfig
 from .layers import preview_layer, result_layers
 from .runner import UpscaleJob
@@ -96,6 +97,22 @@ class UpscaleWidget(Container):
             label="eps (low-res MSE)", value=2e-3, min=1e-6, max=1.0, step=1e-4, visible=False
         )
         self.seed = SpinBox(label="seed", value=0, min=0, max=2**31 - 1, visible=False)
+        self.mode = ComboBox(label="search", choices=list(MODES), value="latent")
+        self.mode.tooltip = (
+            "latent: the generator's latent only (PULSE). intermediate: then its feature maps, "
+            "inside a ball, for images the latent alone cannot reach"
+        )
+        self.radius = FloatSpinBox(
+            label="feature radius",
+            value=IntermediateConfig.radius,
+            min=0.01,
+            max=5.0,
+            step=0.05,
+            visible=False,
+        )
+        self.realism = FloatSpinBox(
+            label="realism", value=0.0, min=0.0, max=1000.0, step=0.1, visible=False
+        )
         self.device = ComboBox(label="device", choices=devices())
         self.region = ComboBox(label="region", choices=self._regions)
         self.all_planes = CheckBox(text="all planes (nD layers)", value=False)
@@ -113,12 +130,15 @@ class UpscaleWidget(Container):
                 self.degradation,
                 self.sigma,
                 self.quality,
+                self.mode,
                 self.advanced,
                 self.steps,
                 self.restarts,
                 self.samples,
                 self.eps,
                 self.seed,
+                self.radius,
+                self.realism,
                 self.device,
                 self.region,
                 self.all_planes,
@@ -132,6 +152,7 @@ class UpscaleWidget(Container):
         self.degradation.changed.connect(lambda v: setattr(self.sigma, "visible", v == "psf"))
         self.quality.changed.connect(self._on_quality)
         self.advanced.changed.connect(self._on_advanced)
+        self.mode.changed.connect(lambda _v: self._on_advanced(self.advanced.value))
         self.run_button.changed.connect(lambda: self.start())
         self.cancel_button.changed.connect(lambda: self.cancel())
         events = self.viewer.layers.events
@@ -245,8 +266,9 @@ class UpscaleWidget(Container):
         self.steps.value, self.restarts.value = PRESETS[preset]
 
     def _on_advanced(self, show: bool) -> None:
-        for w in (self.steps, self.restarts, self.samples, self.eps, self.seed):
+        for w in (self.steps, self.restarts, self.samples, self.eps, self.seed, self.realism):
             w.visible = show
+        self.radius.visible = show and self.mode.value == "intermediate"
 
     # -- running --------------------------------------------------------------------------
 
@@ -262,7 +284,11 @@ class UpscaleWidget(Container):
             "eps": float(self.eps.value),
             "seed": int(self.seed.value),
             "device": self.device.value,
+            "mode": self.mode.value,
+            "realism": float(self.realism.value),
         }
+        if self.mode.value == "intermediate":
+            opts["intermediate"] = IntermediateConfig(radius=float(self.radius.value))
         if self.degradation.value == "psf":
             opts["sigma"] = float(self.sigma.value)
         return opts
@@ -402,6 +428,9 @@ class UpscaleWidget(Container):
             show_info(msg)
         else:
             show_warning(NOT_EXPLAINED.format(psnr=result.lr_psnr))
+        ood = ood_warning(result.ood_score)
+        if ood:
+            show_warning(f"{added[0].name}: {ood}")
 
     def _error(self, message: str) -> None:
         self.status.value = f"error: {message}"
