@@ -60,6 +60,18 @@ def test_upscale_uint16_tiff_summary_and_warning(tif, tmp_path, capsys):
     assert ("could not explain" in captured.err) == (not meta["success"])
 
 
+def test_intermediate_mode_records_its_settings_and_warns_out_of_domain(png, tmp_path, capsys):
+    out = tmp_path / "out.tif"
+    args = ["upscale", str(png), "-o", str(out), *FAST, "--mode", "intermediate"]
+    args += ["--layers", "2", "--radius", "0.05", "--feature-steps", "10"]
+    assert cli.main(args) == 0
+    meta = read_tiff_metadata(out)
+    assert meta["mode"] == "intermediate" and meta["intermediate"]["layers"] == [2]
+    assert meta["intermediate"]["radius"] == 0.05 and 0 <= meta["ood_score"] <= 1 + 1e-6
+    # Random pixels on an untrained generator need all of a small ball: a warning says so.
+    assert meta["ood_score"] > 0.9 and "out-of-domain score" in capsys.readouterr().err
+
+
 def test_rgb_input_and_samples(tmp_path):
     src = tmp_path / "rgb.png"
     Image.fromarray(np.random.default_rng(2).integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(src)
@@ -120,6 +132,8 @@ def test_existing_output_needs_overwrite(png, tmp_path, capsys):
         (["--degradation", "psf"], "sigma"),
         (["--generator", "nonexistent"], "Unknown generator"),
         (["--device", "not-a-device"], "not a device"),
+        (["--mode", "intermediate", "--layers", "7"], "indices in 0..2"),
+        (["--mode", "intermediate", "--radius", "0"], "radius must be > 0"),
     ],
 )
 def test_bad_arguments_exit_2_without_traceback(png, tmp_path, capsys, extra, message):

@@ -15,12 +15,15 @@ from tqdm import tqdm
 
 from . import __version__
 from .api import Result, upscale
+from .cli_evaluate import add_evaluate
 from .cli_train import add_train
 from .degrade import DEGRADATIONS
 from .events import Progress
 from .generators import available, default_for
+from .generators.files import FORMATS_HELP
 from .imageio import TIFF_SUFFIXES, read_image, write_tiff_atomic
 from .intensity import NORMALIZATIONS
+from .intermediate import MODES, IntermediateConfig, ood_warning
 from .search import SearchConfig
 
 DEFAULTS = SearchConfig()
@@ -134,6 +137,41 @@ def _add_upscale(sub: Any) -> None:
         help="how intensities map to the generator's range (auto: the "
         "generator's own choice; the default)",
     )
+    inter = IntermediateConfig()
+    p.add_argument(
+        "--mode",
+        choices=MODES,
+        default="latent",
+        help="latent: search the generator's latent only (PULSE); intermediate: then shift "
+        "its feature maps inside a ball, for images the latent cannot reach" + dflt,
+    )
+    p.add_argument(
+        "--radius",
+        type=float,
+        default=inter.radius,
+        help="intermediate mode: how far feature maps may move, relative to their usual "
+        "size" + dflt,
+    )
+    p.add_argument(
+        "--layers",
+        type=int,
+        nargs="+",
+        default=None,
+        help="intermediate mode: feature maps to search, 0 = the coarsest (default: 1 2)",
+    )
+    p.add_argument(
+        "--feature-steps",
+        type=int,
+        default=inter.steps,
+        help="intermediate mode: optimiser steps per feature map" + dflt,
+    )
+    p.add_argument(
+        "--realism",
+        type=float,
+        default=0.0,
+        help="weight of a pull toward the generator's prior (feature offsets' size; "
+        "extra GEOCROSS for per-layer latents)" + dflt,
+    )
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     p.add_argument(
         "--quiet",
@@ -152,11 +190,14 @@ def build_parser() -> argparse.ArgumentParser:
     gens = sub.add_parser(
         "generators",
         help="list the generators and whether they can be used here",
-        description="List every known generator (bundled and from installed packages) with "
-        "its summary and whether it is usable here, without loading any weights.",
+        description="List every known generator (bundled, from installed packages under the "
+        "entry-point group napari_pulse.generators, and published ones) with its summary and "
+        "whether it is usable here, without loading any weights. --generator also takes a "
+        f"path to a generator file: {FORMATS_HELP}.",
     )
     gens.set_defaults(func=_run_generators)
     add_train(sub)
+    add_evaluate(sub)
     return parser
 
 
@@ -242,6 +283,7 @@ def _metadata(result: Result, source: Path, content: str) -> dict[str, Any]:
         "lr_mse": result.lr_mse,
         "success": bool(result.success),
         "sample_lr_psnr": list(result.sample_lr_psnr),
+        "ood_score": result.ood_score,
         "input": str(source.resolve()),
         "content": content,
         "note": CAVEAT,
@@ -266,6 +308,13 @@ def _run_upscale(args: argparse.Namespace) -> int:
             seed=args.seed,
             device=args.device,
             normalization=args.normalization,
+            mode=args.mode,
+            intermediate=IntermediateConfig(
+                layers=tuple(args.layers) if args.layers else None,
+                radius=args.radius,
+                steps=args.feature_steps,
+            ),
+            realism=args.realism,
             progress=update,
         )
     _write(result, args.input, outs)
@@ -282,6 +331,9 @@ def _run_upscale(args: argparse.Namespace) -> int:
             "the result was written but its detail is unreliable",
             file=sys.stderr,
         )
+    message = ood_warning(result.ood_score)
+    if message:
+        print(f"{PROG}: warning: {message}", file=sys.stderr)
     return 0
 
 

@@ -1,0 +1,158 @@
+"""Speed against the reference: time until every input reaches eps, reference PULSE vs ours.
+
+The same ``--n`` inputs at x8 (bicubic, uint8) for the face DCGAN, in one process:
+
+- **reference**: the faithful PULSE loop of ``reference_pulse.py`` (batch 1, one start
+  per run, 100 steps, no early stop, the last step's image). Starts run one after another
+  until one reaches eps or the step budget is used; by default the budget is the
+  generator passes our default search plans per input (96 x 25 + 4 x 375 = 3900 passes:
+  39 starts of 100 steps).
+- **ours**: ``napari_pulse.upscale`` with its defaults, all inputs in one call. Its
+  "time to eps" is when the progress events first show every input's best at or below
+  eps (an upper bound: an event reports the worst input of its batch); an input that
+  ends above eps counts with the whole run.
+
+Inputs are images the generator made from random latents (fixed seed), or with ``--real``
+faces from ``../shared/data/faces`` (as ``real_faces.py``: 128 -> 64 px, then x8).
+Prints one figure per line.
+
+    python bench/speed_vs_reference.py [--n 8] [--real] [--ref-starts 39]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+import napari_pulse
+from _common import machine, psnr
+from napari_pulse.events import Progress
+from napari_pulse.generators import load
+from napari_pulse.search import SearchConfig
+from reference_pulse import reference_pulse
+
+EPS = 2e-3
+FACTOR = 8
+NAME = "faces-dcgan64"
+
+
+def synthetic(n: int) -> np.ndarray:
+    """``n`` uint8 low-res inputs ``(n, 8, 8, 3)`` from the generator's own images."""
+    from self_consistency import inputs
+
+    return np.clip(np.rint(inputs(NAME, FACTOR, n) * 255), 0, 255).astype(np.uint8)
+
+
+def real(n: int) -> np.ndarray:
+    from real_faces import faces
+
+    return faces(n)[1]
+
+
+def run_reference(low: np.ndarray, max_starts: int, steps: int) -> dict:
+    """Starts one after another per input until one reaches eps or ``max_starts`` ran."""
+    g = load(NAME)
+    target = torch.from_numpy(low.astype(np.float32) / 255).permute(0, 3, 1, 2)
+    mse, starts, seconds = [], [], []
+    for i in range(len(low)):
+        t = time.perf_counter()
+        best = np.inf
+        for s in range(max_starts):
+            _, m = reference_pulse(g, target[i], FACTOR, steps=steps, seed=1000 * i + s)
+            best = m  # the reference keeps the last run's image: the one that stopped it
+            if m <= EPS:
+                break
+        mse.append(best)
+        starts.append(s + 1)
+        seconds.append(time.perf_counter() - t)
+    return {"mse": np.array(mse), "starts": starts, "seconds": np.array(seconds)}
+
+
+def run_ours(low: np.ndarray) -> dict:
+    """One ``upscale`` call with the defaults; notes when each input's best reached eps."""
+    cfg = SearchConfig()
+    n = len(low)
+    explore = cfg.batches(n, cfg.restarts)
+    refine = cfg.batches(n, cfg.n_keep)
+    explore_done = len(explore) * cfg.n_explore_steps
+    reached: list[float | None] = [None] * n
+    t0 = time.perf_counter()
+
+    def on_event(ev: Progress) -> None:
+        if ev.stage != "search" or ev.done == 0 or ev.best_mse > EPS:
+            return
+        now = time.perf_counter() - t0
+        for u in (explore if ev.done <= explore_done else refine)[ev.batch - 1]:
+            if reached[u] is None:
+                reached[u] = now
+
+    r = napari_pulse.upscale(low, generator=NAME, factor=FACTOR, progress=on_event)
+    wall = time.perf_counter() - t0
+    mse = 10 ** (-r.lr_psnr_tiles.reshape(n) / 10)
+    to_eps = [
+        t if (t is not None and m <= EPS) else wall for t, m in zip(reached, mse, strict=True)
+    ]
+    return {"mse": mse, "wall": wall, "to_eps": max(to_eps), "params": r.params}
+
+
+def median_psnr(mse: np.ndarray) -> float:
+    return float(np.median([psnr(float(m)) for m in mse]))
+
+
+def warm_up(low: np.ndarray) -> None:
+    g = load(NAME)
+    reference_pulse(g, torch.from_numpy(low[0].astype(np.float32) / 255).permute(2, 0, 1), 8, 3)
+    napari_pulse.upscale(low[:1], generator=NAME, factor=FACTOR, steps=3, restarts=2)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--n", type=int, default=8)
+    ap.add_argument("--real", action="store_true", help="real faces instead of generator images")
+    ap.add_argument("--ref-steps", type=int, default=100, help="steps of one reference start")
+    ap.add_argument(
+        "--ref-starts",
+        type=int,
+        default=None,
+        help="most reference starts per input (default: our planned passes / --ref-steps)",
+    )
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    cfg = SearchConfig()
+    planned = cfg.restarts * cfg.n_explore_steps + cfg.n_keep * (cfg.steps - cfg.n_explore_steps)
+    max_starts = args.ref_starts or max(1, planned // args.ref_steps)
+    low = real(args.n) if args.real else synthetic(args.n)
+    kind = "real faces (../shared/data/faces)" if args.real else "generator images (seed 1234)"
+
+    print("machine:", machine())
+    print(f"inputs: {args.n} {kind}, {NAME} x{FACTOR} bicubic, uint8; eps {EPS:g}")
+    print(
+        f"reference budget: up to {max_starts} starts x {args.ref_steps} steps per input "
+        f"(ours plans {planned} generator passes per input)"
+    )
+    warm_up(low)
+    ref = run_reference(low, max_starts, args.ref_steps)
+    ours = run_ours(low)
+    t_ref = float(ref["seconds"].sum())
+    n_ref, n_ours = int((ref["mse"] <= EPS).sum()), int((ours["mse"] <= EPS).sum())
+    p = ours["params"]
+    print(f"reference reached eps: {n_ref}/{args.n}")
+    print(f"reference time until every input reached eps or its budget: {t_ref:.1f} s")
+    print(f"reference starts used per input: {' '.join(str(s) for s in ref['starts'])}")
+    print(f"reference median lr_psnr: {median_psnr(ref['mse']):.1f} dB")
+    print(f"ours ({p['steps']} steps, {p['restarts']} restarts) reached eps: {n_ours}/{args.n}")
+    print(f"ours time until every input reached eps or its budget: {ours['to_eps']:.1f} s")
+    print(f"ours wall time of the whole search: {ours['wall']:.1f} s")
+    print(f"ours median lr_psnr: {median_psnr(ours['mse']):.1f} dB")
+    ratio = t_ref / ours["to_eps"]
+    print(f"speed ratio (reference time / ours, until eps): {ratio:.2f}")
+    print(f"speed ratio (reference time / ours, whole search): {t_ref / ours['wall']:.2f}")
+    met = n_ours >= n_ref and ratio >= 5
+    print(f"target (at least as many at eps, >= 5x faster): {'met' if met else 'NOT met'}")
+
+
+if __name__ == "__main__":
+    main()
