@@ -10,6 +10,7 @@ from typing import Any
 from tqdm import tqdm
 
 from .degrade import DEGRADATIONS
+from .intermediate import MODES
 from .search import SearchConfig
 
 EVALUATE_HELP = (
@@ -43,6 +44,7 @@ def add_evaluate(sub: Any) -> None:
     p.add_argument("--steps", type=int, default=d.steps, help="optimiser steps" + dflt)
     p.add_argument("--restarts", type=int, default=d.restarts, help="random starts" + dflt)
     p.add_argument("--seed", type=int, default=0, help="random seed" + dflt)
+    p.add_argument("--mode", choices=MODES, default="latent", help="search mode" + dflt)
     p.add_argument("--device", default="auto", help="torch device" + dflt)
     p.add_argument("--out", type=Path, default=Path("evaluation"), help="output folder" + dflt)
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs in OUT")
@@ -79,6 +81,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
             restarts=args.restarts,
             seed=args.seed,
             device=args.device,
+            mode=args.mode,
             progress=show,
         )
     args.out.mkdir(parents=True, exist_ok=True)

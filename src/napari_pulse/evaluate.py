@@ -206,6 +206,7 @@ def evaluate(
     seed: int = 0,
     device: str = "auto",
     eps: float = 2e-3,
+    mode: str = "latent",
     progress: Callable[[int, int, str], Any] | None = None,
 ) -> Evaluation:
     """Evaluate ``generator`` on the images of ``hr_dir``; ``progress(done, total, name)``."""
@@ -217,6 +218,7 @@ def evaluate(
         "seed": seed,
         "device": device,
         "eps": eps,
+        "mode": mode,
     }
     check = iter_upscale(  # checks every setting now (and loads the generator), runs nothing
         np.zeros((2, 2), np.uint8),
