@@ -150,6 +150,15 @@ def test_bundled_native_files_are_listed_from_their_cards(tmp_path, monkeypatch)
     assert load("cells64").card.domain == "cells"
 
 
+def test_grayscale_default_is_the_bundled_nuclei_generator_when_it_ships(tmp_path, monkeypatch):
+    monkeypatch.setattr(registry, "BUNDLED_DIR", tmp_path / "bundled")
+    assert registry.default_for(1) == registry.default_for(3) == "faces-dcgan64"
+    net = sg2.StyleGAN2(sg2.StyleGAN2Config(**CONFIG))
+    gaussian = (torch.zeros(8), torch.ones(8))
+    save_native(tmp_path / "bundled" / "n.safetensors", net, ModelCard("nuclei"), gaussian)
+    assert registry.default_for(1) == "nuclei" and registry.default_for(3) == "faces-dcgan64"
+
+
 # --- published checkpoints, served from 127.0.0.1 -----------------------------------
 
 

@@ -81,7 +81,8 @@ def _add_upscale(sub: Any) -> None:
         "--generator",
         metavar="NAME",
         default=None,
-        help=f"generator to search in (default: {default_for(3)}); see '{PROG} generators'",
+        help=f"generator to search in, a name or a weights file (default: {default_for(1)} for "
+        f"grayscale, {default_for(3)} for RGB); see '{PROG} generators'",
     )
     dflt = " (default: %(default)s)"
     p.add_argument("--factor", type=int, default=4, help="upscaling factor, an integer >= 2" + dflt)

@@ -174,7 +174,16 @@ def _load_path(path: Path) -> DomainGenerator:
     return _loaded[key]
 
 
+#: The default for grayscale images, when its weights ship in ``data/generators``.
+GRAYSCALE_DEFAULT = "nuclei"
+
+
 def default_for(channels: int) -> str:
-    """The generator used when none is named, for an image with this many channels."""
-    # Only one trained generator ships so far; grayscale images use it through luminance.
+    """The generator used when none is named, for an image with this many channels.
+
+    Grayscale images get the bundled ``nuclei`` generator when it ships; otherwise (and for
+    RGB) ``faces-dcgan64``, through luminance for grayscale.
+    """
+    if channels == 1 and GRAYSCALE_DEFAULT in _bundled_native():
+        return GRAYSCALE_DEFAULT
     return "faces-dcgan64"
