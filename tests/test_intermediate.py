@@ -130,6 +130,9 @@ def test_intermediate_explains_an_out_of_domain_image_and_scores_it():
     p = inter.params
     assert p["mode"] == "intermediate" and p["intermediate"]["layers"] == [1, 2]
     assert p["intermediate"]["radius"] == 0.5
+    before = np.array(p["latent_phase_tile_lr_psnr"])  # the latent search's own fit
+    assert before.shape == inter.lr_psnr_tiles.shape
+    assert np.median(inter.lr_psnr_tiles) > np.median(before) + 6
 
 
 def test_an_in_domain_image_needs_little_of_the_ball():

@@ -325,6 +325,8 @@ def _stream(
     images = cands.images[units, pick]
     offsets: dict[int, torch.Tensor] = {}
     ood = torch.zeros((n_units, samples), device=z.device)
+    # The latent search's own fit of each tile (best sample), before any feature offsets.
+    latent_mse = cands.mse[units, pick][:, 0].view(n_planes, len(grid)).cpu().numpy()
     if icfg is not None:  # feature maps, from the chosen latents
         offsets, score, found = yield from search_features(
             render,
@@ -373,6 +375,7 @@ def _stream(
         "blend_steps": cfg.n_blend_steps if len(grid) > 1 else 0,
         "mode": "latent" if icfg is None else "intermediate",
         "intermediate": None if icfg is None else {**icfg.__dict__, "layers": list(layers)},
+        "latent_phase_tile_lr_psnr": np.vectorize(_psnr, otypes=[float])(latent_mse).tolist(),
         "search": dict(cfg.__dict__),
         "device": str(dev),
         "napari_pulse": __version__,
