@@ -349,3 +349,21 @@ def test_intermediate_mode_from_the_widget_stores_its_score(
     assert md["params"]["mode"] == "intermediate" and md["params"]["intermediate"]["radius"] == 0.05
     assert md["ood_score"] > 0.9 and np.asarray(md["ood_tiles"]).shape == (1, 1)
     assert any("out-of-domain score" in w for w in warned)
+
+
+def test_the_generator_follows_the_image_until_the_user_picks_one(make_napari_viewer, monkeypatch):
+    # Pretend the grayscale default is "tiny" and the RGB one "tiny-rgb".
+    monkeypatch.setattr(widget_module, "default_for", lambda c: "tiny-rgb" if c == 3 else "tiny")
+    viewer = make_napari_viewer()
+    widget = open_widget(viewer)
+    gray = viewer.add_image(np.zeros((8, 8), np.float32), name="gray")
+    assert widget.generator.value == "tiny"
+    rgb = viewer.add_image(np.zeros((8, 8, 3), np.uint8), name="rgb", rgb=True)
+    widget.image.value = rgb
+    assert widget.generator.value == "tiny-rgb"
+    widget.image.value = gray
+    assert widget.generator.value == "tiny"
+    widget.generator.value = "tiny-rgb"  # the user's choice stands from now on
+    widget.image.value = rgb
+    widget.image.value = gray
+    assert widget.generator.value == "tiny-rgb"

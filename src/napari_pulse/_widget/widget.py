@@ -19,7 +19,7 @@ from napari.layers import Image, Shapes
 from napari.utils.notifications import show_error, show_info, show_warning
 
 from ..degrade import DEGRADATIONS
-from ..generators import available, load
+from ..generators import available, default_for, load
 from ..generators.registry import GeneratorInfo
 from ..intermediate import MODES, IntermediateConfig, ood_warning
 from ..search import SearchConfig
@@ -160,11 +160,19 @@ class UpscaleWidget(Container):
             emitter = getattr(events, name, None)
             if emitter is not None:
                 emitter.connect(self._on_layers)
+        # Until the user picks a generator, it follows the image: the default for its
+        # channels (nuclei for grayscale when it ships, faces for RGB).
+        self._follow_image = True
+        self._choosing = False
         first_ok = next((n for n, i in self._generators.items() if i.ok), None)
         if first_ok is not None:
-            self.generator.value = first_ok
+            self._set_generator(first_ok)
+        self._choosing = True
         self._on_generator(self.generator.value)
+        self._choosing = False
+        self.image.changed.connect(self._default_generator)
         self._on_layers()
+        self._default_generator()
 
     # -- choices kept in sync -------------------------------------------------------------
 
@@ -189,6 +197,23 @@ class UpscaleWidget(Container):
             self.image.value = self.viewer.layers.selection.active
         elif layers:
             self.image.value = layers[-1]
+
+    def _set_generator(self, name: str) -> None:
+        """Choose a generator for the user (it keeps following the image)."""
+        self._choosing = True
+        try:
+            self.generator.value = name
+        finally:
+            self._choosing = False
+
+    def _default_generator(self, _value: Any = None) -> None:
+        layer = self.image.value
+        if not self._follow_image or layer is None:
+            return
+        want = default_for(3 if layer.rgb else 1)
+        info = self._generators.get(want)
+        if info is not None and info.ok and self.generator.value != want:
+            self._set_generator(want)
 
     def add_generator_file(self, path: str | Path) -> bool:
         """Load a weights file, add it to the generator choices and select it.
@@ -227,6 +252,8 @@ class UpscaleWidget(Container):
             self.generator.value = self._gen_current
 
     def _on_generator(self, name: str | None) -> None:
+        if not self._choosing:
+            self._follow_image = False  # the user's choice stands
         if name == FROM_FILE:
             self._ask_generator_file()
             return
