@@ -86,7 +86,8 @@ def _paths(out: Path) -> tuple[Path, Path]:
     return out.with_name(out.stem + ".ckpt.pt"), out.with_name(out.stem + ".samples")
 
 
-def _latents(cfg: TrainConfig, n: int, mixing: float, device) -> torch.Tensor | list:
+def _latents(cfg: TrainConfig, n: int, mixing: float, device) -> list[torch.Tensor]:
+    """One batch of z, or two for style mixing (with probability ``mixing``)."""
     z = torch.randn(n, cfg.style_dim, device=device)
     if mixing > 0 and float(torch.rand(())) < mixing:
         return [z, torch.randn(n, cfg.style_dim, device=device)]
@@ -180,7 +181,7 @@ def train(cfg: TrainConfig, on_progress: Callable[[TrainProgress], None] | None 
         g_opt.step()
         # Exponential moving average, with a ramp-up early in training.
         seen = (step + 1) * cfg.batch
-        half = min(beta_half, seen * 0.05) if seen * 0.05 < beta_half else beta_half
+        half = min(beta_half, seen * 0.05)
         beta = 0.5 ** (cfg.batch / max(half, 1e-8))
         with torch.no_grad():
             for pe, p in zip(g_ema.parameters(), g.parameters(), strict=True):
