@@ -310,23 +310,32 @@ def test_a_bad_generator_file_shows_the_error_and_keeps_the_choice(
     assert widget.generator.value == "tiny"
 
 
-def test_a_third_party_generator_appears_in_the_dropdown(make_napari_viewer, monkeypatch):
-    from napari_pulse.generators import GeneratorInfo, registry
-    from napari_pulse.generators.tiny import TinyGenerator
+def test_a_third_party_generator_appears_in_the_dropdown(make_napari_viewer, monkeypatch, tmp_path):
+    """An installed package (a dist-info with an entry point, on sys.path) adds a generator."""
+    import sys
 
-    other = GeneratorInfo(
-        "other-pkg-gen",
-        "from other-pkg",
-        lambda: TinyGenerator(name="other-pkg-gen"),
-        source="other-pkg",
+    from napari_pulse.generators import registry
+
+    site = tmp_path / "site"
+    info = site / "pulse_widget_demo-0.1.dist-info"
+    info.mkdir(parents=True)
+    (site / "pulse_widget_demo.py").write_text(
+        "from napari_pulse.generators.tiny import TinyGenerator\n\n\n"
+        "def make():\n    return TinyGenerator(name='other-pkg-gen')\n"
     )
-    # What an installed package's entry point contributes (tests/test_registry.py installs one).
-    monkeypatch.setattr(registry, "_from_entry_points", lambda: {other.name: other})
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: pulse-widget-demo\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(
+        "[napari_pulse.generators]\nother-pkg-gen = pulse_widget_demo:make\n"
+    )
+    monkeypatch.syspath_prepend(str(site))
     monkeypatch.setattr(registry, "_loaded", {})
-    widget = open_widget(make_napari_viewer())
-    assert "other-pkg-gen" in widget.generator.choices
-    widget.generator.value = "other-pkg-gen"
-    assert widget.run_button.enabled and widget.factor.choices == tuple(range(2, 17))
+    try:
+        widget = open_widget(make_napari_viewer())
+        assert "other-pkg-gen" in widget.generator.choices
+        widget.generator.value = "other-pkg-gen"
+        assert widget.run_button.enabled and widget.factor.choices == tuple(range(2, 17))
+    finally:
+        sys.modules.pop("pulse_widget_demo", None)
 
 
 def test_intermediate_mode_from_the_widget_stores_its_score(
