@@ -129,9 +129,7 @@ def search_features(
     shapes, scales = g.feature_shapes(), g.feature_scales()
     rows = z.shape[0]
     offsets: dict[int, torch.Tensor] = {}
-    batches = [
-        list(range(s, min(rows, s + cfg.batch_size))) for s in range(0, rows, cfg.batch_size)
-    ]
+    batches = cfg.batches(rows, 1)
     score = torch.zeros(rows, device=z.device)
     images = torch.empty((rows, render.channels, *render.crop), device=z.device)
     for li, layer in enumerate(layers):
