@@ -24,13 +24,14 @@ from napari_pulse.evaluate import evaluate, write_csv, write_figure
 from napari_pulse.generators.native import read_card
 from napari_pulse.imageio import read_image
 from napari_pulse.intensity import fit_intensity
-from napari_pulse.training.data import list_images
+from napari_pulse.training.data import CropRule, list_images
 
 
 def crops(card: dict, images: Path, n: int, folder: Path) -> list[Path]:
     made = card["extra"]["training"]
     size = made["settings"]["resolution"]
-    rule = made["data"]["crop_rule"]
+    r = made["data"]["crop_rule"]
+    rule = CropRule(r["level"], r["min_fraction"])
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     for path in list_images(images, made["settings"]["holdout"], "holdout"):
@@ -39,17 +40,14 @@ def crops(card: dict, images: Path, n: int, folder: Path) -> list[Path]:
             continue
         unit = fit_intensity(a, made["settings"]["normalization"]).to_unit(a)
         step = size // 2
-        for y in range(0, a.shape[0] - size + 1, step):
-            hit = None
-            for x in range(0, a.shape[1] - size + 1, step):
-                if (unit[y : y + size, x : x + size] > rule["level"]).mean() >= rule[
-                    "min_fraction"
-                ]:
-                    hit = (y, x)
-                    break
-            if hit:
-                break
-        if not hit:
+        grid = (
+            (y, x)
+            for y in range(0, a.shape[0] - size + 1, step)
+            for x in range(0, a.shape[1] - size + 1, step)
+        )
+        kept = (yx for yx in grid if rule.keeps(unit[yx[0] : yx[0] + size, yx[1] : yx[1] + size]))
+        hit = next(kept, None)
+        if hit is None:
             continue
         y, x = hit
         out = folder / f"{path.stem}_y{y}_x{x}.png"
