@@ -17,3 +17,35 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def third_party_generator(tmp_path, monkeypatch):
+    """Install (on sys.path) a tiny package whose entry point registers a generator.
+
+    ``install(dist, module, name, args)`` writes ``module.py`` with ``make()`` returning
+    ``TinyGenerator(name=name, <args>)`` and a dist-info naming it under the group
+    ``napari_pulse.generators``; the module is forgotten afterwards.
+    """
+    import sys
+
+    installed: list[str] = []
+
+    def install(dist: str, module: str, name: str, args: str = "") -> None:
+        site = tmp_path / "site"
+        info = site / f"{module}-0.1.dist-info"
+        info.mkdir(parents=True)
+        (site / f"{module}.py").write_text(
+            "from napari_pulse.generators.tiny import TinyGenerator\n\n\n"
+            f"def make():\n    return TinyGenerator({args}name={name!r})\n"
+        )
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1\n")
+        (info / "entry_points.txt").write_text(
+            f"[napari_pulse.generators]\n{name} = {module}:make\n"
+        )
+        monkeypatch.syspath_prepend(str(site))
+        installed.append(module)
+
+    yield install
+    for module in installed:
+        sys.modules.pop(module, None)

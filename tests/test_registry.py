@@ -101,35 +101,21 @@ def test_cache_dir_defaults_to_the_user_cache(monkeypatch):
     assert cache.cache_dir().name == "napari-pulse"
 
 
-def test_third_party_generator_from_an_entry_point(tmp_path, monkeypatch, capsys):
-    site = tmp_path / "site"
-    info = site / "pulse_thirdparty_demo-0.1.dist-info"
-    info.mkdir(parents=True)
-    (site / "pulse_thirdparty_demo.py").write_text(
-        "from napari_pulse.generators.tiny import TinyGenerator\n\n\n"
-        "def make():\n    return TinyGenerator(resolution=16, name='thirdparty-demo')\n"
+def test_third_party_generator_from_an_entry_point(third_party_generator, capsys):
+    third_party_generator(
+        "pulse-thirdparty-demo", "pulse_thirdparty_demo", "thirdparty-demo", "resolution=16, "
     )
-    (info / "METADATA").write_text(
-        "Metadata-Version: 2.1\nName: pulse-thirdparty-demo\nVersion: 0.1\n"
+    infos = {i.name: i for i in available()}
+    assert "thirdparty-demo" in infos and "pulse_thirdparty_demo" not in sys.modules
+    assert infos["thirdparty-demo"].ok and infos["thirdparty-demo"].source == (
+        "pulse-thirdparty-demo"
     )
-    (info / "entry_points.txt").write_text(
-        "[napari_pulse.generators]\nthirdparty-demo = pulse_thirdparty_demo:make\n"
-    )
-    monkeypatch.syspath_prepend(str(site))
-    try:
-        infos = {i.name: i for i in available()}
-        assert "thirdparty-demo" in infos and "pulse_thirdparty_demo" not in sys.modules
-        assert infos["thirdparty-demo"].ok and infos["thirdparty-demo"].source == (
-            "pulse-thirdparty-demo"
-        )
-        assert cli.main(["generators"]) == 0
-        lines = capsys.readouterr().out.splitlines()
-        line = next(ln for ln in lines if ln.split()[0] == "thirdparty-demo")
-        assert "pulse-thirdparty-demo" in line and line.endswith("[ok]")
-        g = load("thirdparty-demo")
-        assert g.name == "thirdparty-demo" and g.resolution == (16, 16)
-    finally:
-        sys.modules.pop("pulse_thirdparty_demo", None)
+    assert cli.main(["generators"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    line = next(ln for ln in lines if ln.split()[0] == "thirdparty-demo")
+    assert "pulse-thirdparty-demo" in line and line.endswith("[ok]")
+    g = load("thirdparty-demo")
+    assert g.name == "thirdparty-demo" and g.resolution == (16, 16)
 
 
 def test_bundled_native_files_are_listed_from_their_cards(tmp_path, monkeypatch):

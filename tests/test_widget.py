@@ -310,32 +310,18 @@ def test_a_bad_generator_file_shows_the_error_and_keeps_the_choice(
     assert widget.generator.value == "tiny"
 
 
-def test_a_third_party_generator_appears_in_the_dropdown(make_napari_viewer, monkeypatch, tmp_path):
+def test_a_third_party_generator_appears_in_the_dropdown(
+    make_napari_viewer, monkeypatch, third_party_generator
+):
     """An installed package (a dist-info with an entry point, on sys.path) adds a generator."""
-    import sys
-
     from napari_pulse.generators import registry
 
-    site = tmp_path / "site"
-    info = site / "pulse_widget_demo-0.1.dist-info"
-    info.mkdir(parents=True)
-    (site / "pulse_widget_demo.py").write_text(
-        "from napari_pulse.generators.tiny import TinyGenerator\n\n\n"
-        "def make():\n    return TinyGenerator(name='other-pkg-gen')\n"
-    )
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: pulse-widget-demo\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text(
-        "[napari_pulse.generators]\nother-pkg-gen = pulse_widget_demo:make\n"
-    )
-    monkeypatch.syspath_prepend(str(site))
+    third_party_generator("pulse-widget-demo", "pulse_widget_demo", "other-pkg-gen")
     monkeypatch.setattr(registry, "_loaded", {})
-    try:
-        widget = open_widget(make_napari_viewer())
-        assert "other-pkg-gen" in widget.generator.choices
-        widget.generator.value = "other-pkg-gen"
-        assert widget.run_button.enabled and widget.factor.choices == tuple(range(2, 17))
-    finally:
-        sys.modules.pop("pulse_widget_demo", None)
+    widget = open_widget(make_napari_viewer())
+    assert "other-pkg-gen" in widget.generator.choices
+    widget.generator.value = "other-pkg-gen"
+    assert widget.run_button.enabled and widget.factor.choices == tuple(range(2, 17))
 
 
 def test_intermediate_mode_from_the_widget_stores_its_score(
