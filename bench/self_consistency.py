@@ -43,6 +43,7 @@ def main() -> None:
     ap.add_argument("--explore-steps", type=int, default=SearchConfig.explore_steps)
     ap.add_argument("--mid-steps", type=int, default=SearchConfig.mid_steps)
     ap.add_argument("--mid-keep", type=int, default=SearchConfig.mid_keep)
+    ap.add_argument("--bank", type=int, default=SearchConfig.bank, help="warm-start bank size")
     ap.add_argument("--only", type=int, nargs="*", help="indices of the inputs to run")
     ap.add_argument("--generators", nargs="+", default=["tiny", "faces-dcgan64"])
     ap.add_argument("--factors", nargs="+", type=int, default=[4, 8])
@@ -59,6 +60,7 @@ def main() -> None:
                 explore_steps=args.explore_steps,
                 mid_steps=args.mid_steps,
                 mid_keep=args.mid_keep,
+                bank=args.bank,
             )
             t = time.perf_counter()
             r = napari_pulse.upscale(
@@ -79,7 +81,7 @@ def main() -> None:
                 f"median {np.median(p):.1f} dB, min {p.min():.1f} dB, "
                 f"{dt / n:.2f} s per input ({args.steps} steps, {args.restarts} restarts, "
                 f"explore {args.explore_steps}, mid {args.mid_steps}x{args.mid_keep}, "
-                f"keep {args.keep})"
+                f"keep {args.keep}, bank {args.bank})"
             )
             print("  per input:", " ".join(f"{v:.1f}" for v in p))
 

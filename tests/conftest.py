@@ -6,6 +6,15 @@ import pytest
 import torch
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_cache(tmp_path_factory):
+    """Keep every test's cache files (warm-start banks, Gaussian fits) out of the user's
+    cache directory: one fresh directory for the session."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("NAPARI_PULSE_CACHE", str(tmp_path_factory.mktemp("cache")))
+        yield
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """Run a module's torch work on one thread, then restore the setting.

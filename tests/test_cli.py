@@ -72,6 +72,24 @@ def test_intermediate_mode_records_its_settings_and_warns_out_of_domain(png, tmp
     assert meta["ood_score"] > 0.9 and "out-of-domain score" in capsys.readouterr().err
 
 
+def test_warm_start_bank_records_atypicality_and_warns(png, tmp_path, capsys):
+    out = tmp_path / "out.tif"
+    assert cli.main(["upscale", str(png), "-o", str(out), *FAST, "--bank", "300"]) == 0
+    meta = read_tiff_metadata(out)
+    assert meta["search"]["bank"] == 300
+    # Random pixels are farther from the tiny generator's images than they are from each
+    # other: the score is at its top and the command says so.
+    assert meta["atypicality"] == 1.0 and "atypicality 1.00" in capsys.readouterr().err
+    out2 = tmp_path / "plain.tif"
+    assert cli.main(["upscale", str(png), "-o", str(out2), *FAST, "--quiet"]) == 0
+    assert read_tiff_metadata(out2)["atypicality"] is None
+    assert "atypicality" not in capsys.readouterr().err
+    assert (
+        cli.main(["upscale", str(png), "-o", str(tmp_path / "x.tif"), *FAST, "--bank", "-1"]) == 2
+    )
+    assert "config.bank must be an integer >= 0" in capsys.readouterr().err
+
+
 def test_rgb_input_and_samples(tmp_path):
     src = tmp_path / "rgb.png"
     Image.fromarray(np.random.default_rng(2).integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(src)

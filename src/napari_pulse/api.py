@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import __version__
+from . import __version__, bank
 from .degrade import DEGRADATIONS, Degradation
 from .events import Cancelled, Finished, Progress
 from .generators import DomainGenerator, default_for, load
@@ -39,6 +39,10 @@ class Result:
     ``ood_score`` (and ``ood_tiles``, shaped like ``lr_psnr_tiles``) says how far the
     intermediate search had to leave the generator's own features: the share of the
     allowed feature ball used, 0 to 1 (0 in ``latent`` mode, which never leaves the prior).
+    ``atypicality`` (median over ``atypical_tiles``; set when the search starts from a bank,
+    see :mod:`napari_pulse.bank`) says how unlike the generator's own images the input is,
+    before any search: about 0.5 for typical tiles, near 1 for tiles farther from all of
+    the generator's images than its own images are from each other.
     """
 
     image: np.ndarray
@@ -53,6 +57,8 @@ class Result:
     sample_lr_psnr: list[float] = field(default_factory=list)
     ood_score: float = 0.0
     ood_tiles: np.ndarray | None = None
+    atypicality: float | None = None
+    atypical_tiles: np.ndarray | None = None
 
     @property
     def mean(self) -> np.ndarray:
@@ -246,6 +252,7 @@ def iter_upscale(
     dev = pick_device(device)
     degrade = Degradation(degradation, factor, sigma).to(dev)
     base = config or SearchConfig()
+    _check_count("config.bank", base.bank, 0)
     cfg = SearchConfig(
         **{**base.__dict__, "steps": steps, "restarts": restarts, "samples": samples, "eps": eps}
     )
@@ -299,8 +306,19 @@ def _stream(
     total = planned_steps(n_units, len(grid), n_mosaics, cfg)
     if icfg is not None:
         total += planned_feature_steps(n_units * samples, len(layers), icfg, cfg.batch_size)
+    bank_images = key = None
+    if cfg.bank:
+        key = bank.key_for(render, degrade, max(cfg.bank, restarts), int(seed))
+        bank_images = bank.CACHE.get(key)
+        if bank_images is None:
+            total += bank.chunks(key.size)
     progress = {"done": 0, "total": total}
-    yield Progress("search", 0, progress["total"], 1, 1, math.inf)
+    if key is not None:
+        if bank_images is None:
+            bank_images = yield from bank.build(render, degrade, key, dev, total)
+            progress["done"] = bank.chunks(key.size)
+        z0, noise0 = bank.starts(gen, bank_images, lr_tiles, restarts, int(seed), dev)
+    yield Progress("search", progress["done"], progress["total"], 1, 1, math.inf)
 
     live = torch.nn.functional.interpolate(lr_tiles, scale_factor=factor, mode="bilinear")
     live = live[..., : render.crop[0], : render.crop[1]]
@@ -357,6 +375,12 @@ def _stream(
         ood_tiles = ood_tiles.reshape(-1, 3, len(grid)).max(axis=1)
     result.ood_tiles = ood_tiles.reshape(*layout.lead, *grid.shape)
     result.ood_score = float(result.ood_tiles.max())
+    if bank_images is not None:
+        atyp = bank.atypicality(bank_images, lr_tiles).cpu().numpy().reshape(n_planes, len(grid))
+        if layout.split_channels:
+            atyp = atyp.reshape(-1, 3, len(grid)).max(axis=1)
+        result.atypical_tiles = atyp.reshape(*layout.lead, *grid.shape)
+        result.atypicality = float(np.median(result.atypical_tiles))
     result.params = {
         "generator": gen.name,
         "generator_resolution": list(gen.resolution),

@@ -7,6 +7,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from tqdm import tqdm
 
 from . import __version__
 from .api import Result, upscale
+from .bank import atypical_warning
 from .cli_evaluate import add_evaluate
 from .cli_train import add_train
 from .degrade import DEGRADATIONS
@@ -173,6 +175,13 @@ def _add_upscale(sub: Any) -> None:
         help="weight of a pull toward the generator's prior (feature offsets' size; "
         "extra GEOCROSS for per-layer latents)" + dflt,
     )
+    p.add_argument(
+        "--bank",
+        type=int,
+        default=DEFAULTS.bank,
+        help="warm starts: each tile starts from its nearest of N prior draws, rendered once "
+        "and cached; also reports how atypical the image is for the generator; 0 = off" + dflt,
+    )
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     p.add_argument(
         "--quiet",
@@ -285,6 +294,7 @@ def _metadata(result: Result, source: Path, content: str) -> dict[str, Any]:
         "success": bool(result.success),
         "sample_lr_psnr": list(result.sample_lr_psnr),
         "ood_score": result.ood_score,
+        "atypicality": result.atypicality,
         "input": str(source.resolve()),
         "content": content,
         "note": CAVEAT,
@@ -316,6 +326,7 @@ def _run_upscale(args: argparse.Namespace) -> int:
                 steps=args.feature_steps,
             ),
             realism=args.realism,
+            config=replace(DEFAULTS, bank=args.bank),
             progress=update,
         )
     _write(result, args.input, outs)
@@ -332,9 +343,9 @@ def _run_upscale(args: argparse.Namespace) -> int:
             "the result was written but its detail is unreliable",
             file=sys.stderr,
         )
-    message = ood_warning(result.ood_score)
-    if message:
-        print(f"{PROG}: warning: {message}", file=sys.stderr)
+    for message in (ood_warning(result.ood_score), atypical_warning(result.atypicality)):
+        if message:
+            print(f"{PROG}: warning: {message}", file=sys.stderr)
     return 0
 
 

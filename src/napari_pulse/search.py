@@ -57,6 +57,9 @@ class SearchConfig:
     early_stop: bool = True
     optimize_noise: bool = True
     batch_size: int = 128  # generator images per forward pass
+    #: Warm starts: each tile's starts are its nearest of ``bank`` prior draws (low-res
+    #: MSE; see :mod:`napari_pulse.bank`). 0: blind random starts.
+    bank: int = 0
 
     @property
     def n_keep(self) -> int:

@@ -1,0 +1,282 @@
+"""Warm starts: the prior draws whose downscaled images already look most like each tile.
+
+Instead of exploring from blind random latents, the search may start from a *bank*: ``n``
+latents drawn from the prior with a fixed seed, rendered once and downscaled with the
+search's own operator. Each tile's starts are the ``k`` bank entries closest to it (low-res
+MSE). One bank serves every tile of a call, and is kept in memory and in the cache
+directory (:class:`BankCache`) for later calls with the same generator and operator, so
+its cost is shared, while each tile still starts from many different, prior-typical
+latents.
+
+Only the downscaled bank images are kept (``n x C x h x w``); the latents and noise of the
+chosen entries are drawn again from the same seed, which is cheap.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+from collections import OrderedDict
+from collections.abc import Generator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from .degrade import Degradation
+from .events import Progress
+from .generators.cache import cache_dir
+from .search import Renderer
+
+#: Bank entries drawn (and rendered) per chunk.
+CHUNK = 256
+
+
+def fingerprint(gen: torch.nn.Module) -> str:
+    """sha256 of what a generator renders from: its class, shapes and every weight."""
+    h = hashlib.sha256()
+    meta = (
+        type(gen).__qualname__,
+        tuple(gen.resolution),
+        gen.channels,
+        tuple(gen.latent_shape),
+        [tuple(s) for s in gen.noise_shapes()],
+    )
+    h.update(repr(meta).encode())
+    for name, t in gen.state_dict().items():
+        h.update(name.encode())
+        h.update(str(t.dtype).encode())
+        h.update(repr(tuple(t.shape)).encode())
+        h.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class BankKey:
+    """What a bank's low-res images depend on."""
+
+    generator: str  # :func:`fingerprint`
+    channels: int
+    crop: tuple[int, int]
+    degradation: str
+    factor: int
+    sigma: float | None
+    size: int
+    seed: int
+
+    def file_name(self) -> str:
+        crop = f"{self.crop[0]}x{self.crop[1]}"
+        sigma = "" if self.sigma is None else f"-s{self.sigma:g}"
+        return (
+            f"{self.generator[:32]}-c{self.channels}-{crop}-{self.degradation}{sigma}"
+            f"-x{self.factor}-n{self.size}-seed{self.seed}.safetensors"
+        )
+
+
+def _draw(gen, start: int, count: int, seed: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Bank entries ``start .. start+count`` (a chunk-aligned range): latents and noise."""
+    rng = torch.Generator().manual_seed(seed * 1_000_003 + start // CHUNK)
+    z = gen.sample_latents(count, rng)
+    noise = [torch.randn((count, *s), generator=rng) for s in gen.noise_shapes()]
+    return z, noise
+
+
+def render_bank(
+    render: Renderer, degrade: Degradation, size: int, seed: int, device: torch.device
+) -> Generator[int, None, torch.Tensor]:
+    """Downscaled images ``(size, C, h, w)`` of the bank; yields the chunks done so far."""
+    gen = render.g
+    parts = []
+    with torch.no_grad():
+        for i, start in enumerate(range(0, size, CHUNK)):
+            count = min(CHUNK, size - start)
+            z, noise = _draw(gen, start, CHUNK, seed)
+            z, noise = z[:count].to(device), [n[:count].to(device) for n in noise]
+            parts.append(degrade(render(z, noise or None)))
+            yield i + 1
+    return torch.cat(parts)
+
+
+def chunks(size: int) -> int:
+    """Progress steps (rendered chunks) of building a bank of ``size`` entries."""
+    return -(-size // CHUNK)
+
+
+def nearest(bank: torch.Tensor, targets: torch.Tensor, k: int) -> torch.Tensor:
+    """Indices ``(U, k)`` of the ``k`` bank images closest (MSE) to each target, best first."""
+    b = bank.flatten(1)
+    t = targets.flatten(1).to(b.dtype)
+    # |t - b|^2 = |t|^2 - 2 t.b + |b|^2; |t|^2 does not change the ranking.
+    d = (b * b).sum(1)[None, :] - 2 * t @ b.T
+    return d.topk(min(k, b.shape[0]), dim=1, largest=False).indices
+
+
+def gather(
+    gen, index: torch.Tensor, seed: int, device: torch.device
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Latents ``(U, k, ...)`` and noise ``(U, k, ...)`` of the bank entries ``index``."""
+    flat = index.flatten().cpu()
+    z_out = torch.empty((len(flat), *gen.latent_shape))
+    n_out = [torch.empty((len(flat), *s)) for s in gen.noise_shapes()]
+    for chunk in torch.unique(flat // CHUNK).tolist():
+        rows = (flat // CHUNK == chunk).nonzero().flatten()
+        z, noise = _draw(gen, chunk * CHUNK, CHUNK, seed)
+        z_out[rows] = z[flat[rows] % CHUNK]
+        for out, n in zip(n_out, noise, strict=True):
+            out[rows] = n[flat[rows] % CHUNK]
+    shape = tuple(index.shape)
+    return (
+        z_out.view(*shape, *gen.latent_shape).to(device),
+        [n.view(*shape, *n.shape[1:]).to(device) for n in n_out],
+    )
+
+
+class BankCache:
+    """Banks of this process (the last few), backed by files in the cache directory.
+
+    A bank is a pure function of its :class:`BankKey`, so a file written by any earlier
+    session is reused; a damaged or unwritable file only costs a re-render.
+    """
+
+    def __init__(self, capacity: int = 4) -> None:
+        self.capacity = capacity
+        self._banks: OrderedDict[BankKey, torch.Tensor] = OrderedDict()
+
+    def path(self, key: BankKey) -> Path:
+        return cache_dir() / "bank" / key.file_name()
+
+    def get(self, key: BankKey) -> torch.Tensor | None:
+        bank = self._banks.get(key)
+        if bank is None:
+            bank = self._read(key)
+            if bank is None:
+                return None
+            self._remember(key, bank)
+        self._banks.move_to_end(key)
+        return bank
+
+    def put(self, key: BankKey, bank: torch.Tensor) -> None:
+        self._remember(key, bank)
+        path = self.path(key)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f"{path.name}.{os.getpid()}.part")
+            save_file({"low": bank.detach().cpu().half().contiguous()}, str(tmp))
+            tmp.replace(path)
+        except OSError:
+            pass
+
+    def clear(self) -> None:
+        """Forget the banks held in memory (the files stay)."""
+        self._banks.clear()
+
+    def _remember(self, key: BankKey, bank: torch.Tensor) -> None:
+        self._banks[key] = bank
+        self._banks.move_to_end(key)
+        while len(self._banks) > self.capacity:
+            self._banks.popitem(last=False)
+
+    def _read(self, key: BankKey) -> torch.Tensor | None:
+        path = self.path(key)
+        if not path.is_file():
+            return None
+        try:
+            low = load_file(str(path))["low"].float()
+        except Exception:  # noqa: BLE001 - a damaged cache entry is rendered again
+            return None
+        return low if low.shape[0] == key.size else None
+
+
+CACHE = BankCache()
+
+
+def key_for(render: Renderer, degrade: Degradation, size: int, seed: int) -> BankKey:
+    """The cache key of the bank that ``render`` and ``degrade`` make."""
+    return BankKey(
+        fingerprint(render.g),
+        render.channels,
+        tuple(render.crop),
+        degrade.kind,
+        degrade.factor,
+        degrade.sigma,
+        size,
+        seed,
+    )
+
+
+def build(
+    render: Renderer, degrade: Degradation, key: BankKey, device: torch.device, total: int
+) -> Generator[Progress, None, torch.Tensor]:
+    """The bank for ``key``, rendered and stored in :data:`CACHE`. Yields one "bank" event
+    per chunk, counted as the first steps of a job of ``total`` steps."""
+    events = render_bank(render, degrade, key.size, key.seed, device)
+    n = chunks(key.size)
+    while True:
+        try:
+            done = next(events)
+        except StopIteration as stop:
+            low = stop.value
+            break
+        yield Progress("bank", done, total, done, n, math.inf)
+    low = low.cpu().half().float()  # as stored: a call with a cached bank chooses the same
+    CACHE.put(key, low)
+    return low
+
+
+def starts(
+    gen, low: torch.Tensor, targets: torch.Tensor, k: int, seed: int, device: torch.device
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Starts ``(U, k, ...)`` (latents, noise) for targets ``(U, C, h, w)``: their ``k``
+    nearest entries of the bank ``low`` drawn with ``seed``."""
+    return gather(gen, nearest(low.to(targets.device), targets, k), seed, device)
+
+
+def _nearest_distance(low: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean squared distance ``(U,)`` from each target to its nearest bank image."""
+    b = low.flatten(1)
+    t = targets.flatten(1).to(b.dtype)
+    d = (b * b).sum(1)[None, :] - 2 * t @ b.T + (t * t).sum(1)[:, None]
+    return d.min(dim=1).values.clamp_min(0) / b.shape[1]
+
+
+#: Bank entries whose leave-one-out nearest distances calibrate :func:`atypicality`.
+CALIBRATION = 512
+
+
+def atypicality(low: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """How unlike the generator's own images each target is, 0 to 1 ``(U,)``.
+
+    The share of the generator's images (bank entries, each against the rest of the bank)
+    that lie nearer to their nearest bank neighbour than the target lies to its own. About
+    0.5 for a tile the generator could have drawn; 1 when the tile is farther from every
+    image of the bank than any of the generator's own images is.
+    """
+    low = low.to(targets.device)
+    n = min(CALIBRATION, low.shape[0] - 1)
+    if n < 1:
+        raise ValueError("a bank needs at least two entries to calibrate atypicality")
+    own = low[:n].flatten(1)
+    b = low.flatten(1)
+    d = (b * b).sum(1)[None, :] - 2 * own @ b.T + (own * own).sum(1)[:, None]
+    d[torch.arange(n), torch.arange(n)] = math.inf  # leave each entry out
+    calib = d.min(dim=1).values.clamp_min(0) / b.shape[1]
+    dist = _nearest_distance(low, targets)
+    return (calib[None, :] < dist[:, None]).float().mean(dim=1)
+
+
+#: Atypicality at which users are warned (the median tile is less like the generator's
+#: images than 95% of those images are like each other).
+ATYPICAL_WARNING = 0.95
+
+
+def atypical_warning(score: float | None) -> str | None:
+    """A warning for users when the input looks unlike what the generator draws."""
+    if score is None or score < ATYPICAL_WARNING:
+        return None
+    return (
+        f"atypicality {score:.2f}: this image looks unlike what the generator draws (its "
+        "tiles are farther from the generator's images than nearly all of those are from "
+        "each other); pick or train a generator for this kind of sample"
+    )
