@@ -98,7 +98,8 @@ def dcgan_from_state(obj: dict, card: ModelCard) -> DCGAN64:
     model = DCGAN64(card, nz=first.shape[0], ngf=first.shape[1] // 8, channels=last.shape[1])
     model.load_state_dict(state)
     model.eval().requires_grad_(False)
-    return model
+    # Channels-last convolutions are faster on CPU (bench/memory_format.py: 1.13x here).
+    return model.to(memory_format=torch.channels_last)
 
 
 def load_dcgan_file(path: str | Path, checkpoint: Any = None) -> DCGAN64:
