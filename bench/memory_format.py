@@ -3,8 +3,10 @@
 One step as the latent search runs it: synthesize a batch from latents that require grad
 (weights frozen), then backward. The two memory formats alternate, ``--repeats`` rounds,
 so that a busy machine slows both alike. Prints ms per sample for each, and the ratio.
+With ``--compile``, also ``torch.compile`` of the channels-last step: its compile time
+and its ms per sample.
 
-    python bench/memory_format.py [--batch 64] [--repeats 4]
+    python bench/memory_format.py [--batch 64] [--repeats 4] [--compile]
 """
 
 from __future__ import annotations
@@ -18,13 +20,13 @@ from _common import machine
 from napari_pulse.generators import load
 
 
-def step_ms(g, z: torch.Tensor, n: int = 3) -> float:
+def step_ms(synthesize, z: torch.Tensor, n: int = 3) -> float:
     z = z.clone().requires_grad_()
-    g.synthesize(z).sum().backward()  # warm-up
+    synthesize(z).sum().backward()  # warm-up
     t = time.perf_counter()
     for _ in range(n):
         z.grad = None
-        g.synthesize(z).sum().backward()
+        synthesize(z).sum().backward()
     return (time.perf_counter() - t) / n / len(z) * 1000
 
 
@@ -32,6 +34,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=4)
+    ap.add_argument("--compile", action="store_true", help="also time torch.compile")
     args = ap.parse_args()
     torch.set_num_threads(1)
     print("machine:", machine())
@@ -44,13 +47,24 @@ def main() -> None:
             ("channels_last", torch.channels_last),
         ):
             g.to(memory_format=memory_format)
-            times[fmt].append(step_ms(g, z))
+            times[fmt].append(step_ms(g.synthesize, z))
     for fmt, t in times.items():
         print(
             f"faces-dcgan64 fwd+bwd, batch {args.batch}, {fmt}: "
             f"{min(t):.2f} ms/sample (best of {len(t)})"
         )
     print(f"channels_last speed-up: {min(times['contiguous']) / min(times['channels_last']):.2f}x")
+    if args.compile:
+        g.to(memory_format=torch.channels_last)
+        t = time.perf_counter()
+        compiled = torch.compile(g.synthesize)
+        compiled(z.clone().requires_grad_()).sum().backward()
+        print(f"torch.compile, first step (compiling): {time.perf_counter() - t:.1f} s")
+        best = min(step_ms(compiled, z) for _ in range(args.repeats))
+        print(f"torch.compile, channels_last: {best:.2f} ms/sample (best of {args.repeats})")
+        print(
+            f"torch.compile speed-up over channels_last: {min(times['channels_last']) / best:.2f}x"
+        )
 
 
 if __name__ == "__main__":
