@@ -104,13 +104,19 @@ def chunks(size: int) -> int:
     return -(-size // CHUNK)
 
 
-def nearest(bank: torch.Tensor, targets: torch.Tensor, k: int) -> torch.Tensor:
-    """Indices ``(U, k)`` of the ``k`` bank images closest (MSE) to each target, best first."""
+def _mse(targets: torch.Tensor, bank: torch.Tensor) -> torch.Tensor:
+    """Mean squared distances ``(U, n)`` between targets and bank images (any shapes with
+    one leading axis and equal sizes): |t - b|^2 = |t|^2 - 2 t.b + |b|^2, as one matmul."""
     b = bank.flatten(1)
     t = targets.flatten(1).to(b.dtype)
-    # |t - b|^2 = |t|^2 - 2 t.b + |b|^2; |t|^2 does not change the ranking.
-    d = (b * b).sum(1)[None, :] - 2 * t @ b.T
-    return d.topk(min(k, b.shape[0]), dim=1, largest=False).indices
+    d = (b * b).sum(1)[None, :] - 2 * t @ b.T + (t * t).sum(1)[:, None]
+    return d / b.shape[1]
+
+
+def nearest(bank: torch.Tensor, targets: torch.Tensor, k: int) -> torch.Tensor:
+    """Indices ``(U, k)`` of the ``k`` bank images closest (MSE) to each target, best first."""
+    d = _mse(targets, bank)
+    return d.topk(min(k, d.shape[1]), dim=1, largest=False).indices
 
 
 def gather(
@@ -233,14 +239,6 @@ def starts(
     return gather(gen, nearest(low.to(targets.device), targets, k), seed, device)
 
 
-def _nearest_distance(low: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Mean squared distance ``(U,)`` from each target to its nearest bank image."""
-    b = low.flatten(1)
-    t = targets.flatten(1).to(b.dtype)
-    d = (b * b).sum(1)[None, :] - 2 * t @ b.T + (t * t).sum(1)[:, None]
-    return d.min(dim=1).values.clamp_min(0) / b.shape[1]
-
-
 #: Bank entries whose leave-one-out nearest distances calibrate :func:`atypicality`.
 CALIBRATION = 512
 
@@ -257,12 +255,10 @@ def atypicality(low: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     n = min(CALIBRATION, low.shape[0] - 1)
     if n < 1:
         raise ValueError("a bank needs at least two entries to calibrate atypicality")
-    own = low[:n].flatten(1)
-    b = low.flatten(1)
-    d = (b * b).sum(1)[None, :] - 2 * own @ b.T + (own * own).sum(1)[:, None]
+    d = _mse(low[:n], low)
     d[torch.arange(n), torch.arange(n)] = math.inf  # leave each entry out
-    calib = d.min(dim=1).values.clamp_min(0) / b.shape[1]
-    dist = _nearest_distance(low, targets)
+    calib = d.min(dim=1).values
+    dist = _mse(targets, low).min(dim=1).values
     return (calib[None, :] < dist[:, None]).float().mean(dim=1)
 
 
