@@ -1,6 +1,7 @@
 """Speed against the reference: time until every input reaches eps, reference PULSE vs ours.
 
-The same ``--n`` inputs at x8 (bicubic, uint8) for the face DCGAN, in one process:
+The same ``--n`` uint8 inputs (bicubic) for one generator (``--generator``, ``--factor``;
+default the face DCGAN at x8), in one process:
 
 - **reference**: the faithful PULSE loop of ``reference_pulse.py`` (batch 1, one start
   per run, 100 steps, no early stop, the last step's image). Starts run one after another
@@ -16,10 +17,12 @@ The same ``--n`` inputs at x8 (bicubic, uint8) for the face DCGAN, in one proces
   ends above eps counts with the whole run.
 
 Inputs are images the generator made from random latents (fixed seed), or with ``--real``
-faces from ``../shared/data/faces`` (as ``real_faces.py``: 128 -> 64 px, then x8).
+faces from ``../shared/data/faces`` (as ``real_faces.py``: 128 -> 64 px, then x8). Both
+sides see the same [0, 1] values (ours with ``normalization="range"``).
 Prints one figure per line.
 
     python bench/speed_vs_reference.py [--n 8] [--real] [--ref-starts 39] [--bank 4096 ...]
+    python bench/speed_vs_reference.py --generator nuclei --factor 4 --n 4
 """
 
 from __future__ import annotations
@@ -42,15 +45,16 @@ from napari_pulse.search import SearchConfig
 from reference_pulse import reference_pulse
 
 EPS = 2e-3
-FACTOR = 8
-NAME = "faces-dcgan64"
+#: The generator and factor under test (set from the command line).
+SETUP = {"name": "faces-dcgan64", "factor": 8}
 
 
 def synthetic(n: int) -> np.ndarray:
     """``n`` uint8 low-res inputs ``(n, 8, 8, 3)`` from the generator's own images."""
     from self_consistency import inputs
 
-    return np.clip(np.rint(inputs(NAME, FACTOR, n) * 255), 0, 255).astype(np.uint8)
+    low = inputs(SETUP["name"], SETUP["factor"], n)
+    return np.clip(np.rint(low * 255), 0, 255).astype(np.uint8)
 
 
 def real(n: int) -> np.ndarray:
@@ -59,16 +63,22 @@ def real(n: int) -> np.ndarray:
     return faces(n)[1]
 
 
+def planes(low: np.ndarray) -> torch.Tensor:
+    """uint8 inputs ``(n, h, w[, 3])`` as ``(n, C, h, w)`` floats in [0, 1]."""
+    x = torch.from_numpy(low.astype(np.float32) / 255)
+    return x.permute(0, 3, 1, 2) if low.ndim == 4 else x[:, None]
+
+
 def run_reference(low: np.ndarray, max_starts: int, steps: int) -> dict:
     """Starts one after another per input until one reaches eps or ``max_starts`` ran."""
-    g = load(NAME)
-    target = torch.from_numpy(low.astype(np.float32) / 255).permute(0, 3, 1, 2)
+    g = load(SETUP["name"])
+    target = planes(low)
     mse, starts, seconds = [], [], []
     for i in range(len(low)):
         t = time.perf_counter()
         best = np.inf
         for s in range(max_starts):
-            _, m = reference_pulse(g, target[i], FACTOR, steps=steps, seed=1000 * i + s)
+            _, m = reference_pulse(g, target[i], SETUP["factor"], steps=steps, seed=1000 * i + s)
             best = m  # the reference keeps the last run's image: the one that stopped it
             if m <= EPS:
                 break
@@ -97,8 +107,10 @@ def run_ours(low: np.ndarray, cfg: SearchConfig) -> dict:
 
     r = napari_pulse.upscale(
         low,
-        generator=NAME,
-        factor=FACTOR,
+        generator=SETUP["name"],
+        factor=SETUP["factor"],
+        normalization="range",
+        rgb=low.ndim == 4,
         steps=cfg.steps,
         restarts=cfg.restarts,
         config=cfg,
@@ -121,8 +133,8 @@ def warm_up(low: np.ndarray, cfg: SearchConfig) -> float:
     (in an empty cache directory, so that the one-time cost is measured)."""
     os.environ[ENV_VAR] = tempfile.mkdtemp(prefix="napari-pulse-bench-")
     bank.CACHE.clear()
-    g = load(NAME)
-    reference_pulse(g, torch.from_numpy(low[0].astype(np.float32) / 255).permute(2, 0, 1), 8, 3)
+    g = load(SETUP["name"])
+    reference_pulse(g, planes(low[:1])[0], SETUP["factor"], 3)
     bank_seconds = 0.0
 
     def on_event(ev: Progress) -> None:
@@ -133,8 +145,10 @@ def warm_up(low: np.ndarray, cfg: SearchConfig) -> float:
     t0 = time.perf_counter()
     napari_pulse.upscale(
         low[:1],
-        generator=NAME,
-        factor=FACTOR,
+        generator=SETUP["name"],
+        factor=SETUP["factor"],
+        normalization="range",
+        rgb=low.ndim == 4,
         steps=3,
         restarts=cfg.restarts,
         config=cfg,
@@ -146,6 +160,8 @@ def warm_up(low: np.ndarray, cfg: SearchConfig) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--n", type=int, default=8)
+    ap.add_argument("--generator", default=SETUP["name"], help="a registered generator")
+    ap.add_argument("--factor", type=int, default=SETUP["factor"])
     ap.add_argument("--real", action="store_true", help="real faces instead of generator images")
     ap.add_argument("--ref-steps", type=int, default=100, help="steps of one reference start")
     ap.add_argument(
@@ -161,6 +177,9 @@ def main() -> None:
     ap.add_argument("--keep", type=int, default=SearchConfig.keep)
     ap.add_argument("--bank", type=int, default=SearchConfig.bank, help="warm-start bank size")
     args = ap.parse_args()
+    SETUP.update(name=args.generator, factor=args.factor)
+    if args.real and args.generator != "faces-dcgan64":
+        ap.error("--real inputs are faces: use them with faces-dcgan64")
     torch.set_num_threads(1)
     cfg = SearchConfig(
         steps=args.steps,
@@ -177,7 +196,9 @@ def main() -> None:
     kind = "real faces (../shared/data/faces)" if args.real else "generator images (seed 1234)"
 
     print("machine:", machine())
-    print(f"inputs: {args.n} {kind}, {NAME} x{FACTOR} bicubic, uint8; eps {EPS:g}")
+    print(
+        f"inputs: {args.n} {kind}, {SETUP['name']} x{SETUP['factor']} bicubic, uint8; eps {EPS:g}"
+    )
     print(
         f"reference budget: up to {max_starts} starts x {args.ref_steps} steps per input "
         f"(ours plans {planned} generator passes per input)"
