@@ -78,7 +78,7 @@ def test_warm_starts_are_cached_in_memory_and_on_disk(tmp_path, monkeypatch):
     ticks: list = []
     z, noise = _starts(gen, render, degrade, target, ticks)
     assert z.shape == (1, 4, *gen.latent_shape)
-    assert [(t.stage, t.done, t.total) for t in ticks] == [("bank", 1, 1000), ("bank", 2, 1000)]
+    assert [(t.stage, t.done, t.total) for t in ticks] == [("bank", i, 1000) for i in range(1, 6)]
     files = list((tmp_path / "bank").glob("*.safetensors"))
     assert len(files) == 1
 
@@ -94,7 +94,7 @@ def test_warm_starts_are_cached_in_memory_and_on_disk(tmp_path, monkeypatch):
     bank.CACHE.clear()
     files[0].write_bytes(b"not a safetensors file")
     z4, _ = _starts(gen, render, degrade, target, ticks)
-    assert len(ticks) == 2  # a damaged file is rendered again
+    assert len(ticks) == 5  # a damaged file is rendered again
     torch.testing.assert_close(z4, z)
 
 
@@ -116,7 +116,7 @@ def test_upscale_starts_from_the_nearest_bank_entry():
     events: list = []
     warm = napari_pulse.upscale(image, config=SearchConfig(bank=512), progress=events.append, **kw)
     stages = [e.stage for e in events]
-    assert stages[:2] == ["bank", "bank"] and "search" in stages
+    assert stages[:8] == ["bank"] * 8 and "search" in stages
     assert len({e.total for e in events}) == 1  # one job total, the bank included
     assert [e.done for e in events] == sorted(e.done for e in events)
     assert events[-1].done == events[-1].total
@@ -143,3 +143,22 @@ def test_atypicality_tells_generator_images_from_noise():
     assert (a_noise == 1).all()
     with pytest.raises(ValueError, match="two entries"):
         bank.atypicality(low[:1], own)
+
+
+def test_cancel_while_the_bank_is_built_stops_and_caches_nothing():
+    gen, render, degrade = _setup()
+    image = np.random.default_rng(0).random((8, 8)).astype(np.float32)
+    seen: list = []
+    with pytest.raises(napari_pulse.Cancelled):
+        napari_pulse.upscale(
+            image,
+            generator=gen,
+            factor=4,
+            steps=2,
+            restarts=2,
+            config=SearchConfig(bank=1024),
+            progress=seen.append,
+            cancel=lambda: len(seen) >= 2,
+        )
+    assert [e.stage for e in seen] == ["bank", "bank"]  # stopped within one piece
+    assert bank.CACHE.get(bank.key_for(render, degrade, 1024, 0)) is None

@@ -30,8 +30,10 @@ from .events import Progress
 from .generators.cache import cache_dir
 from .search import Renderer
 
-#: Bank entries drawn (and rendered) per chunk.
+#: Bank entries drawn per chunk (the unit of the draws' seeding).
 CHUNK = 256
+#: Bank entries rendered per progress event (so that a cancel takes effect soon).
+PIECE = 64
 
 
 def fingerprint(gen: torch.nn.Module) -> str:
@@ -86,22 +88,24 @@ def _draw(gen, start: int, count: int, seed: int) -> tuple[torch.Tensor, list[to
 def render_bank(
     render: Renderer, degrade: Degradation, size: int, seed: int, device: torch.device
 ) -> Generator[int, None, torch.Tensor]:
-    """Downscaled images ``(size, C, h, w)`` of the bank; yields the chunks done so far."""
+    """Downscaled images ``(size, C, h, w)`` of the bank; yields the pieces done so far."""
     gen = render.g
     parts = []
     with torch.no_grad():
-        for i, start in enumerate(range(0, size, CHUNK)):
+        for start in range(0, size, CHUNK):
             count = min(CHUNK, size - start)
             z, noise = _draw(gen, start, CHUNK, seed)
-            z, noise = z[:count].to(device), [n[:count].to(device) for n in noise]
-            parts.append(degrade(render(z, noise or None)))
-            yield i + 1
+            for a in range(0, count, PIECE):
+                b = min(a + PIECE, count)
+                piece = [n[a:b].to(device) for n in noise]
+                parts.append(degrade(render(z[a:b].to(device), piece or None)))
+                yield len(parts)
     return torch.cat(parts)
 
 
 def chunks(size: int) -> int:
-    """Progress steps (rendered chunks) of building a bank of ``size`` entries."""
-    return -(-size // CHUNK)
+    """Progress steps (rendered pieces) of building a bank of ``size`` entries."""
+    return -(-size // PIECE)
 
 
 def _mse(targets: torch.Tensor, bank: torch.Tensor) -> torch.Tensor:
