@@ -346,6 +346,29 @@ def test_intermediate_mode_from_the_widget_stores_its_score(
     assert any("out-of-domain score" in w for w in warned)
 
 
+def test_a_warm_start_bank_from_the_widget_stores_the_atypicality(
+    make_napari_viewer, qtbot, errors, monkeypatch
+):
+    warned: list[str] = []
+    monkeypatch.setattr(widget_module, "show_warning", warned.append)
+    viewer = make_napari_viewer()
+    widget = open_widget(viewer)
+    viewer.add_image(np.random.default_rng(0).random((8, 8), np.float32), name="noise")
+    assert widget.bank.native.isHidden()  # an advanced setting
+    widget.advanced.value = True
+    assert not widget.bank.native.isHidden()
+    assert "config" not in widget.options()  # 0: random starts, the default
+    widget.bank.value = 300
+    assert widget.options()["config"].bank == 300
+    run(qtbot, widget, factor=4, **FAST)
+    assert errors == []
+    md = viewer.layers["noise x4 (tiny)"].metadata
+    assert md["params"]["search"]["bank"] == 300
+    # Random pixels are unlike anything the tiny generator draws: top score, and a warning.
+    assert md["atypicality"] == 1.0 and np.asarray(md["atypical_tiles"]).shape == (1, 1)
+    assert any("atypicality 1.00" in w for w in warned)
+
+
 def test_the_generator_follows_the_image_until_the_user_picks_one(make_napari_viewer, monkeypatch):
     # Pretend the grayscale default is "tiny" and the RGB one "tiny-rgb".
     monkeypatch.setattr(widget_module, "default_for", lambda c: "tiny-rgb" if c == 3 else "tiny")

@@ -96,6 +96,9 @@ def result_layers(
     if getattr(result, "ood_tiles", None) is not None:
         metadata["ood_score"] = float(result.ood_score)
         metadata["ood_tiles"] = np.asarray(result.ood_tiles).tolist()
+    if getattr(result, "atypical_tiles", None) is not None:
+        metadata["atypicality"] = float(result.atypicality)
+        metadata["atypical_tiles"] = np.asarray(result.atypical_tiles).tolist()
     meta = _image_meta(name, out_scale, out_translate, metadata, rgb, colormap, contrast_limits)
     layers = [(result.image, meta, "image")]
     if result.std is not None:

@@ -18,6 +18,7 @@ from magicgui.widgets import (
 from napari.layers import Image, Shapes
 from napari.utils.notifications import show_error, show_info, show_warning
 
+from ..bank import atypical_warning
 from ..degrade import DEGRADATIONS
 from ..generators import available, default_for, load
 from ..generators.registry import GeneratorInfo
@@ -113,6 +114,14 @@ class UpscaleWidget(Container):
         self.realism = FloatSpinBox(
             label="realism", value=0.0, min=0.0, max=1000.0, step=0.1, visible=False
         )
+        self.bank = SpinBox(
+            label="warm-start bank", value=0, min=0, max=65536, step=1024, visible=False
+        )
+        self.bank.tooltip = (
+            "0: random starts. N: each tile starts from its nearest of N draws of the "
+            "generator, rendered once (the first run takes longer) and cached; also tells "
+            "you when the image looks unlike anything the generator draws"
+        )
         self.device = ComboBox(label="device", choices=devices())
         self.region = ComboBox(label="region", choices=self._regions)
         self.all_planes = CheckBox(text="all planes (nD layers)", value=False)
@@ -139,6 +148,7 @@ class UpscaleWidget(Container):
                 self.seed,
                 self.radius,
                 self.realism,
+                self.bank,
                 self.device,
                 self.region,
                 self.all_planes,
@@ -293,7 +303,15 @@ class UpscaleWidget(Container):
         self.steps.value, self.restarts.value = PRESETS[preset]
 
     def _on_advanced(self, show: bool) -> None:
-        for w in (self.steps, self.restarts, self.samples, self.eps, self.seed, self.realism):
+        for w in (
+            self.steps,
+            self.restarts,
+            self.samples,
+            self.eps,
+            self.seed,
+            self.realism,
+            self.bank,
+        ):
             w.visible = show
         self.radius.visible = show and self.mode.value == "intermediate"
 
@@ -314,6 +332,8 @@ class UpscaleWidget(Container):
             "mode": self.mode.value,
             "realism": float(self.realism.value),
         }
+        if self.bank.value:
+            opts["config"] = SearchConfig(bank=int(self.bank.value))
         if self.mode.value == "intermediate":
             opts["intermediate"] = IntermediateConfig(radius=float(self.radius.value))
         if self.degradation.value == "psf":
@@ -455,9 +475,9 @@ class UpscaleWidget(Container):
             show_info(msg)
         else:
             show_warning(NOT_EXPLAINED.format(psnr=result.lr_psnr))
-        ood = ood_warning(result.ood_score)
-        if ood:
-            show_warning(f"{added[0].name}: {ood}")
+        for message in (ood_warning(result.ood_score), atypical_warning(result.atypicality)):
+            if message:
+                show_warning(f"{added[0].name}: {message}")
 
     def _error(self, message: str) -> None:
         self.status.value = f"error: {message}"
