@@ -175,6 +175,7 @@ def main() -> None:
     ap.add_argument("--restarts", type=int, default=SearchConfig.restarts)
     ap.add_argument("--explore-steps", type=int, default=SearchConfig.explore_steps)
     ap.add_argument("--keep", type=int, default=SearchConfig.keep)
+    ap.add_argument("--explore-lr", type=float, default=SearchConfig.explore_lr)
     ap.add_argument("--bank", type=int, default=SearchConfig.bank, help="warm-start bank size")
     args = ap.parse_args()
     SETUP.update(name=args.generator, factor=args.factor)
@@ -186,6 +187,7 @@ def main() -> None:
         restarts=args.restarts,
         explore_steps=args.explore_steps,
         keep=args.keep,
+        explore_lr=args.explore_lr,
         bank=args.bank,
     )
     d = SearchConfig()
@@ -215,7 +217,8 @@ def main() -> None:
     print(f"reference median lr_psnr: {median_psnr(ref['mse']):.1f} dB")
     print(
         f"ours ({p['steps']} steps, {p['restarts']} restarts, explore {cfg.explore_steps}, "
-        f"keep {cfg.keep}, bank {cfg.bank}) reached eps: {n_ours}/{args.n}"
+        f"keep {cfg.keep}, explore lr {cfg.explore_lr:g}, bank {cfg.bank}) "
+        f"reached eps: {n_ours}/{args.n}"
     )
     if cfg.bank:
         print(f"ours one-time bank build (before the timed run, then cached): {bank_seconds:.1f} s")
