@@ -162,3 +162,47 @@ def test_cancel_while_the_bank_is_built_stops_and_caches_nothing():
         )
     assert [e.stage for e in seen] == ["bank", "bank"]  # stopped within one piece
     assert bank.CACHE.get(bank.key_for(render, degrade, 1024, 0)) is None
+
+
+def test_a_quick_wave_that_succeeds_skips_the_search():
+    gen, render, degrade = _setup()
+    image = _bank_image(gen, render, degrade, 77, 0)[0, 0].numpy()
+    events: list = []
+    cfg = SearchConfig(bank=256, quick=True)
+    r = napari_pulse.upscale(
+        image, generator=gen, factor=4, steps=50, restarts=16, config=cfg,
+        normalization="range", progress=events.append,
+    )  # fmt: skip
+    stages = {e.stage for e in events}
+    assert "quick" in stages and "search" not in stages  # every tile at eps after the wave
+    assert r.success and r.params["quick_wave_tiles_at_eps"] == 1
+    assert [e.done for e in events] == sorted(e.done for e in events)
+
+
+def test_tiles_the_quick_wave_leaves_above_eps_get_the_search():
+    gen, render, degrade = _setup()
+    # Left: a bank image (explained by the quick wave); right: noise (not explained).
+    left = _bank_image(gen, render, degrade, 5, 0)[0, 0].numpy()
+    noise = np.random.default_rng(3).random((8, 8)).astype(np.float32)
+    stack = np.stack([left, noise])
+    events: list = []
+    kw = dict(generator=gen, factor=4, steps=20, restarts=8, normalization="range")
+    r = napari_pulse.upscale(
+        stack, config=SearchConfig(bank=256, quick=True), progress=events.append, **kw
+    )
+    quick_only = napari_pulse.upscale(stack, config=SearchConfig(bank=256, quick=True), **kw)
+    assert r.params["quick_wave_tiles_at_eps"] == 1
+    assert [e.stage for e in events].count("search") > 0
+    assert r.lr_psnr_tiles[0].item() > 40 and not r.success_tiles[1].item()
+    np.testing.assert_array_equal(quick_only.image, r.image)  # deterministic
+    assert [e.done for e in events] == sorted(e.done for e in events)
+    assert max(e.done for e in events) <= events[0].total
+
+
+def test_a_quick_wave_needs_a_bank():
+    gen, _, _ = _setup()
+    with pytest.raises(ValueError, match="warm-start bank"):
+        napari_pulse.upscale(
+            np.zeros((8, 8), np.float32), generator=gen, factor=4,
+            config=SearchConfig(quick=True),
+        )  # fmt: skip

@@ -90,6 +90,14 @@ def test_warm_start_bank_records_atypicality_and_warns(png, tmp_path, capsys):
     assert "config.bank must be an integer >= 0" in capsys.readouterr().err
 
 
+def test_quick_wave_from_the_command_line(png, tmp_path):
+    out = tmp_path / "out.tif"
+    assert cli.main(["upscale", str(png), "-o", str(out), *FAST, "--quick", "--quiet"]) == 0
+    meta = read_tiff_metadata(out)
+    assert meta["search"]["quick"] is True and meta["search"]["bank"] == cli.QUICK_BANK
+    assert meta["quick_wave_tiles_at_eps"] == 0  # random pixels: the full search ran
+
+
 def test_rgb_input_and_samples(tmp_path):
     src = tmp_path / "rgb.png"
     Image.fromarray(np.random.default_rng(2).integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(src)

@@ -23,7 +23,7 @@ from .intermediate import (
     planned_feature_steps,
     search_features,
 )
-from .search import Renderer, SearchConfig, blend, choose, planned_steps, search
+from .search import Renderer, SearchConfig, blend, choose, merge, planned_steps, search
 from .tiling import Mosaic, TileGrid
 
 
@@ -253,6 +253,8 @@ def iter_upscale(
     degrade = Degradation(degradation, factor, sigma).to(dev)
     base = config or SearchConfig()
     _check_count("config.bank", base.bank, 0)
+    if base.quick and not base.bank:
+        raise ValueError("a quick first wave starts from a warm-start bank: set bank (e.g. 4096)")
     cfg = SearchConfig(
         **{**base.__dict__, "steps": steps, "restarts": restarts, "samples": samples, "eps": eps}
     )
@@ -306,9 +308,13 @@ def _stream(
     total = planned_steps(n_units, len(grid), n_mosaics, cfg)
     if icfg is not None:
         total += planned_feature_steps(n_units * samples, len(layers), icfg, cfg.batch_size)
+    qcfg = cfg.quick_wave() if cfg.quick else None
+    quick_steps = 0 if qcfg is None else planned_steps(n_units, 1, n_mosaics, qcfg)
+    search_steps = planned_steps(n_units, 1, n_mosaics, cfg)
+    total += quick_steps
     bank_images = key = None
     if cfg.bank:
-        key = bank.key_for(render, degrade, max(cfg.bank, restarts), int(seed))
+        key = bank.key_for(render, degrade, max(cfg.bank, restarts, cfg.samples, 8), int(seed))
         bank_images = bank.CACHE.get(key)
         if bank_images is None:
             total += bank.chunks(key.size)
@@ -317,8 +323,10 @@ def _stream(
         if bank_images is None:
             bank_images = yield from bank.build(render, degrade, key, dev, total)
             progress["done"] = bank.chunks(key.size)
-        z0, noise0 = bank.starts(gen, bank_images, lr_tiles, restarts, int(seed), dev)
-    yield Progress("search", progress["done"], progress["total"], 1, 1, math.inf)
+        if qcfg is None:  # warm starts for the search itself
+            z0, noise0 = bank.starts(gen, bank_images, lr_tiles, restarts, int(seed), dev)
+    first_stage = "search" if qcfg is None else "quick"
+    yield Progress(first_stage, progress["done"], progress["total"], 1, 1, math.inf)
 
     live = torch.nn.functional.interpolate(lr_tiles, scale_factor=factor, mode="bilinear")
     live = live[..., : render.crop[0], : render.crop[1]]
@@ -328,8 +336,23 @@ def _stream(
         img = Mosaic(grid, tiles).image().cpu().numpy()[:, None]  # (P, 1, C, H, W)
         return cast_like(intensity.from_unit(_from_planes(img, layout)), arr.dtype)[0]
 
-    search_events = search(render, degrade, lr_tiles, z0, noise0, cfg, progress, live)
-    cands = yield from _with_preview(search_events, preview)
+    quick_at_eps = None
+    if qcfg is None:
+        search_events = search(render, degrade, lr_tiles, z0, noise0, cfg, progress, live)
+        cands = yield from _with_preview(search_events, preview)
+    else:  # the quick wave, then the search for the tiles it left above eps
+        zq, nq = bank.starts(gen, bank_images, lr_tiles, qcfg.restarts, int(seed), dev)
+        start = progress["done"]
+        quick_events = search(render, degrade, lr_tiles, zq, nq, qcfg, progress, live, "quick")
+        cands = yield from _with_preview(quick_events, preview)
+        left = (cands.mse[:, 0] > eps).nonzero().flatten()
+        quick_at_eps = n_units - len(left)
+        progress["done"] = start + quick_steps
+        if len(left):
+            sub = [n[left] for n in noise0]
+            events = search(render, degrade, lr_tiles[left], z0[left], sub, cfg, progress)
+            cands = merge(cands, (yield from _with_preview(events, preview)), left)
+        progress["done"] = start + quick_steps + search_steps
     pick = choose(cands, samples)  # (U, N)
     units = torch.arange(n_units, device=pick.device)[:, None]
     t = len(grid)
@@ -398,6 +421,7 @@ def _stream(
         "tiles": {"grid": list(grid.shape), "tile": list(grid.tile), "overlap": grid.overlap},
         "blend_steps": cfg.n_blend_steps if len(grid) > 1 else 0,
         "mode": "latent" if icfg is None else "intermediate",
+        "quick_wave_tiles_at_eps": quick_at_eps,
         "intermediate": None if icfg is None else {**icfg.__dict__, "layers": list(layers)},
         "latent_phase_tile_lr_psnr": np.vectorize(_psnr, otypes=[float])(latent_mse).tolist(),
         "search": dict(cfg.__dict__),

@@ -29,6 +29,8 @@ from .intermediate import MODES, IntermediateConfig, ood_warning
 from .search import SearchConfig
 
 DEFAULTS = SearchConfig()
+#: Bank size that ``--quick`` uses when ``--bank`` is not given.
+QUICK_BANK = 4096
 
 PROG = "napari-pulse"
 CAVEAT = (
@@ -182,6 +184,12 @@ def _add_upscale(sub: Any) -> None:
         help="warm starts: each tile starts from its nearest of N prior draws, rendered once "
         "and cached; also reports how atypical the image is for the generator; 0 = off" + dflt,
     )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="a quick first wave from the warm-start bank (--bank, 4096 when not given); "
+        "only tiles it leaves above eps get the full search",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     p.add_argument(
         "--quiet",
@@ -326,7 +334,9 @@ def _run_upscale(args: argparse.Namespace) -> int:
                 steps=args.feature_steps,
             ),
             realism=args.realism,
-            config=replace(DEFAULTS, bank=args.bank),
+            config=replace(
+                DEFAULTS, bank=args.bank or (QUICK_BANK if args.quick else 0), quick=args.quick
+            ),
             progress=update,
         )
     _write(result, args.input, outs)

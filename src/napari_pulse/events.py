@@ -19,7 +19,9 @@ class Progress:
     so ``done / total`` is a faithful fraction for a progress bar.
     """
 
-    stage: str  # "search" (latent per tile), "features" (intermediate mode), "blend" (seams)
+    #: "bank" (warm starts), "quick" (first wave), "search" (latent per tile),
+    #: "features" (intermediate mode), "blend" (seams)
+    stage: str
     done: int
     total: int
     batch: int  # 1-based index of the batch of tiles being searched

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 
 import torch
@@ -60,6 +60,24 @@ class SearchConfig:
     #: Warm starts: each tile's starts are its nearest of ``bank`` prior draws (low-res
     #: MSE; see :mod:`napari_pulse.bank`). 0: blind random starts.
     bank: int = 0
+    #: A quick wave first (needs ``bank``): each tile's nearest bank starts, on the small
+    #: budget of :meth:`quick_wave`; only tiles still above eps then get the search set
+    #: by the fields above, from blind random starts.
+    quick: bool = False
+
+    def quick_wave(self) -> SearchConfig:
+        """The quick wave's settings: 8 starts (at least ``samples``) explore 5 steps at a
+        learning rate of 0.1, and the best of each tile refines to 100 steps."""
+        return replace(
+            self,
+            steps=100,
+            restarts=max(8, self.samples),
+            explore_steps=5,
+            explore_lr=0.1,
+            keep=1,
+            mid_steps=0,
+            quick=False,
+        )
 
     @property
     def n_keep(self) -> int:
@@ -252,6 +270,7 @@ def search(
     cfg: SearchConfig,
     progress: dict,
     live: torch.Tensor | None = None,
+    label: str = "search",
 ) -> Generator[Progress, None, Candidates]:
     """Phase 1: fit every unit ``targets[u]`` ``(C, h, w)`` from starts ``z0[u]`` ``(K, ...)``.
 
@@ -269,7 +288,6 @@ def search(
     def run(stage_cands: Candidates, per_unit: int, steps: int, lr: float, keep: int):
         """Optimise ``(U, per_unit, ...)`` candidates batch by batch, keeping the ``keep``
         best of each unit as each batch ends (so memory stays bounded); yields progress."""
-        label = "search"
         batches = cfg.batches(n_units, per_unit)
         parts = []
         for b, units in enumerate(batches):
@@ -337,6 +355,31 @@ def _best(c: Candidates, n: int) -> Candidates:
         c.mse[units, order],
         c.images[units, order],
     )
+
+
+def merge(first: Candidates, second: Candidates, units: torch.Tensor) -> Candidates:
+    """``first`` with the candidates of ``units`` replaced by the best of both searches
+    (``second`` holds one row per entry of ``units``); as many per unit as ``first``."""
+    k = first.mse.shape[1]
+    both = _best(
+        Candidates(
+            torch.cat([first.z[units], second.z], dim=1),
+            [
+                torch.cat([a[units], b], dim=1)
+                for a, b in zip(first.noise, second.noise, strict=True)
+            ],
+            torch.cat([first.mse[units], second.mse], dim=1),
+            torch.cat([first.images[units], second.images], dim=1),
+        ),
+        k,
+    )
+    out = Candidates(
+        first.z.clone(), [n.clone() for n in first.noise], first.mse.clone(), first.images.clone()
+    )
+    out.z[units], out.mse[units], out.images[units] = both.z, both.mse, both.images
+    for o, b in zip(out.noise, both.noise, strict=True):
+        o[units] = b
+    return out
 
 
 def choose(cands: Candidates, n: int) -> torch.Tensor:
