@@ -324,14 +324,19 @@ def test_a_third_party_generator_appears_in_the_dropdown(
     assert widget.run_button.enabled and widget.factor.choices == tuple(range(2, 17))
 
 
-def test_intermediate_mode_from_the_widget_stores_its_score(
-    make_napari_viewer, qtbot, errors, monkeypatch
-):
+@pytest.fixture
+def noise_widget(make_napari_viewer, monkeypatch):
+    """A viewer with an 8x8 noise layer, its widget, and the warnings it shows."""
     warned: list[str] = []
     monkeypatch.setattr(widget_module, "show_warning", warned.append)
     viewer = make_napari_viewer()
     widget = open_widget(viewer)
     viewer.add_image(np.random.default_rng(0).random((8, 8), np.float32), name="noise")
+    return viewer, widget, warned
+
+
+def test_intermediate_mode_from_the_widget_stores_its_score(noise_widget, qtbot, errors):
+    viewer, widget, warned = noise_widget
     widget.advanced.value = True
     assert widget.radius.native.isHidden()  # only for the intermediate search
     widget.mode.value = "intermediate"
@@ -346,14 +351,8 @@ def test_intermediate_mode_from_the_widget_stores_its_score(
     assert any("out-of-domain score" in w for w in warned)
 
 
-def test_a_warm_start_bank_from_the_widget_stores_the_atypicality(
-    make_napari_viewer, qtbot, errors, monkeypatch
-):
-    warned: list[str] = []
-    monkeypatch.setattr(widget_module, "show_warning", warned.append)
-    viewer = make_napari_viewer()
-    widget = open_widget(viewer)
-    viewer.add_image(np.random.default_rng(0).random((8, 8), np.float32), name="noise")
+def test_a_warm_start_bank_from_the_widget_stores_the_atypicality(noise_widget, qtbot, errors):
+    viewer, widget, warned = noise_widget
     assert widget.bank.native.isHidden()  # an advanced setting
     widget.advanced.value = True
     assert not widget.bank.native.isHidden()

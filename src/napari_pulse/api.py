@@ -314,15 +314,16 @@ def _stream(
     total += quick_steps
     bank_images = key = None
     if cfg.bank:
-        key = bank.key_for(render, degrade, max(cfg.bank, restarts, cfg.samples, 8), int(seed))
+        starts = restarts if qcfg is None else qcfg.restarts  # what the bank must supply
+        key = bank.key_for(render, degrade, max(cfg.bank, starts), int(seed))
         bank_images = bank.CACHE.get(key)
         if bank_images is None:
-            total += bank.chunks(key.size)
+            total += bank.pieces(key.size)
     progress = {"done": 0, "total": total}
     if key is not None:
         if bank_images is None:
             bank_images = yield from bank.build(render, degrade, key, dev, total)
-            progress["done"] = bank.chunks(key.size)
+            progress["done"] = bank.pieces(key.size)
         if qcfg is None:  # warm starts for the search itself
             z0, noise0 = bank.starts(gen, bank_images, lr_tiles, restarts, int(seed), dev)
     first_stage = "search" if qcfg is None else "quick"

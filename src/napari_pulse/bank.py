@@ -103,7 +103,7 @@ def render_bank(
     return torch.cat(parts)
 
 
-def chunks(size: int) -> int:
+def pieces(size: int) -> int:
     """Progress steps (rendered pieces) of building a bank of ``size`` entries."""
     return -(-size // PIECE)
 
@@ -222,7 +222,7 @@ def build(
     """The bank for ``key``, rendered and stored in :data:`CACHE`. Yields one "bank" event
     per chunk, counted as the first steps of a job of ``total`` steps."""
     events = render_bank(render, degrade, key.size, key.seed, device)
-    n = chunks(key.size)
+    n = pieces(key.size)
     while True:
         try:
             done = next(events)
