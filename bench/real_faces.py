@@ -62,6 +62,7 @@ def main() -> None:
     ap.add_argument("--layers", type=int, nargs="*", help="feature maps (default: the mode's)")
     ap.add_argument("--feature-steps", type=int, default=IntermediateConfig.steps)
     ap.add_argument("--bank", type=int, default=SearchConfig.bank, help="warm-start bank size")
+    ap.add_argument("--guide", action="store_true", help="guided starts (fitted on the bank)")
     ap.add_argument("--grid", help="PNG: rows of low-res / latent / intermediate / truth")
     args = ap.parse_args()
     print("machine:", machine())
@@ -92,7 +93,7 @@ def main() -> None:
             restarts=args.restarts,
             mode=mode,
             intermediate=icfg,
-            config=SearchConfig(bank=args.bank),
+            config=SearchConfig(bank=args.bank, guide=args.guide),
         )
         t_ours = (time.perf_counter() - t) / args.n
         lr_mse = 10 ** (-r.lr_psnr_tiles.reshape(args.n) / 10)
@@ -102,7 +103,7 @@ def main() -> None:
             extra = f", layers {inter['layers']}, radius {inter['radius']}"
         report(
             f"ours, {mode} ({r.params['steps']} steps, {r.params['restarts']} starts, "
-            f"bank {args.bank}{extra})",
+            f"bank {args.bank}{', guided' if args.guide else ''}{extra})",
             lr_mse,
             r.image.astype(np.float32) / 255,
             truth,

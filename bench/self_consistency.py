@@ -4,7 +4,8 @@ Prints, per generator and factor, the low-res PSNR of each of ``--n`` inputs (on
 searched in batches) and how many reach the acceptance level (40 dB for the untrained
 tiny generator, 35 dB for the face DCGAN).
 
-    python bench/self_consistency.py [--n 20] [--steps 200] [--restarts 8]
+    python bench/self_consistency.py [--n 20] [--steps 400] [--restarts 96]
+        [--bank 16384 --guide]
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ def main() -> None:
     ap.add_argument("--mid-steps", type=int, default=SearchConfig.mid_steps)
     ap.add_argument("--mid-keep", type=int, default=SearchConfig.mid_keep)
     ap.add_argument("--bank", type=int, default=SearchConfig.bank, help="warm-start bank size")
+    ap.add_argument("--guide", action="store_true", help="guided starts (fitted on the bank)")
     ap.add_argument("--only", type=int, nargs="*", help="indices of the inputs to run")
     ap.add_argument("--generators", nargs="+", default=["tiny", "faces-dcgan64"])
     ap.add_argument("--factors", nargs="+", type=int, default=[4, 8])
@@ -61,6 +63,7 @@ def main() -> None:
                 mid_steps=args.mid_steps,
                 mid_keep=args.mid_keep,
                 bank=args.bank,
+                guide=args.guide,
             )
             t = time.perf_counter()
             r = napari_pulse.upscale(
@@ -81,7 +84,7 @@ def main() -> None:
                 f"median {np.median(p):.1f} dB, min {p.min():.1f} dB, "
                 f"{dt / n:.2f} s per input ({args.steps} steps, {args.restarts} restarts, "
                 f"explore {args.explore_steps}, mid {args.mid_steps}x{args.mid_keep}, "
-                f"keep {args.keep}, bank {args.bank})"
+                f"keep {args.keep}, bank {args.bank}{', guided' if args.guide else ''})"
             )
             print("  per input:", " ".join(f"{v:.1f}" for v in p))
 

@@ -232,3 +232,16 @@ def test_runs_as_a_module():
     )
     assert proc.returncode == 0, proc.stderr
     assert "upscale" in proc.stdout and "generators" in proc.stdout
+
+
+def test_guided_starts_from_the_command_line(png, tmp_path, monkeypatch):
+    from napari_pulse import guide
+
+    monkeypatch.setattr(guide, "STEPS", 40)
+    out = tmp_path / "out.tif"
+    args = ["upscale", str(png), "-o", str(out), *FAST, "--guide", "--bank", "300", "--quiet"]
+    assert cli.main(args) == 0
+    meta = read_tiff_metadata(out)
+    assert meta["search"]["guide"] is True and meta["search"]["bank"] == 300
+    assert guide.bank_size(0, quick=True, guided=True) == cli.GUIDE_BANK == 16384
+    assert guide.bank_size(0, quick=True, guided=False) == cli.QUICK_BANK

@@ -368,6 +368,29 @@ def test_a_warm_start_bank_from_the_widget_stores_the_atypicality(noise_widget, 
     assert any("atypicality 1.00" in w for w in warned)
 
 
+def test_guided_starts_and_the_quick_wave_from_the_widget(noise_widget, qtbot, errors, monkeypatch):
+    from napari_pulse import guide
+
+    monkeypatch.setattr(guide, "STEPS", 40)
+    viewer, widget, _ = noise_widget
+    assert widget.guided.native.isHidden() and widget.quick.native.isHidden()
+    widget.advanced.value = True
+    assert not widget.guided.native.isHidden() and not widget.quick.native.isHidden()
+    widget.quick.value = True
+    cfg = widget.options()["config"]
+    assert (cfg.bank, cfg.quick, cfg.guide) == (guide.QUICK_BANK, True, False)
+    widget.guided.value = True  # a bank of 0 means: the size guided starts need
+    assert widget.options()["config"].bank == guide.RECOMMENDED_BANK
+    widget.bank.value = 300
+    widget.quick.value = False
+    cfg = widget.options()["config"]
+    assert (cfg.bank, cfg.quick, cfg.guide) == (300, False, True)
+    run(qtbot, widget, factor=4, **FAST)
+    assert errors == []
+    md = viewer.layers["noise x4 (tiny)"].metadata
+    assert md["params"]["search"]["guide"] is True and md["params"]["search"]["bank"] == 300
+
+
 def test_the_generator_follows_the_image_until_the_user_picks_one(make_napari_viewer, monkeypatch):
     # Pretend the grayscale default is "tiny" and the RGB one "tiny-rgb".
     monkeypatch.setattr(widget_module, "default_for", lambda c: "tiny-rgb" if c == 3 else "tiny")

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import __version__, bank
+from . import __version__, bank, guide
 from .degrade import DEGRADATIONS, Degradation
 from .events import Cancelled, Finished, Progress
 from .generators import DomainGenerator, default_for, load
@@ -255,6 +255,11 @@ def iter_upscale(
     _check_count("config.bank", base.bank, 0)
     if base.quick and not base.bank:
         raise ValueError("a quick first wave starts from a warm-start bank: set bank (e.g. 4096)")
+    if base.guide and not base.bank:
+        raise ValueError(
+            "guided starts are fitted on a warm-start bank: set bank "
+            f"(e.g. {guide.RECOMMENDED_BANK})"
+        )
     cfg = SearchConfig(
         **{**base.__dict__, "steps": steps, "restarts": restarts, "samples": samples, "eps": eps}
     )
@@ -319,12 +324,24 @@ def _stream(
         bank_images = bank.CACHE.get(key)
         if bank_images is None:
             total += bank.pieces(key.size)
+    guesser = None
+    if cfg.guide:
+        guesser = guide.cached(key, tuple(lr_tiles.shape[1:]), gen.latent_shape)
+        if guesser is None:
+            total += guide.events()
     progress = {"done": 0, "total": total}
     if key is not None:
         if bank_images is None:
             bank_images = yield from bank.build(render, degrade, key, dev, total)
             progress["done"] = bank.pieces(key.size)
-        if qcfg is None:  # warm starts for the search itself
+        if cfg.guide:  # guided starts for the search (a quick wave still starts nearest)
+            if guesser is None:
+                pairs = bank_images.to(dev), bank.latents(gen, key.size, key.seed).to(dev)
+                guesser = yield from guide.build(*pairs, key.seed, total, progress["done"])
+                progress["done"] += guide.events()
+                guide.store(key, guesser)
+            z0 = guide.starts(guesser, lr_tiles, restarts, rng).to(dev)
+        elif qcfg is None:  # warm starts for the search itself
             z0, noise0 = bank.starts(gen, bank_images, lr_tiles, restarts, int(seed), dev)
     first_stage = "search" if qcfg is None else "quick"
     yield Progress(first_stage, progress["done"], progress["total"], 1, 1, math.inf)

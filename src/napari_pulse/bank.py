@@ -85,6 +85,16 @@ def _draw(gen, start: int, count: int, seed: int) -> tuple[torch.Tensor, list[to
     return z, noise
 
 
+def latents(gen, size: int, seed: int) -> torch.Tensor:
+    """The latents ``(size, ...)`` of every bank entry (as :func:`_draw` makes them, the
+    noise left undrawn: it comes after the latents in each chunk's stream)."""
+    parts = []
+    for start in range(0, size, CHUNK):
+        rng = torch.Generator().manual_seed(seed * 1_000_003 + start // CHUNK)
+        parts.append(gen.sample_latents(CHUNK, rng)[: size - start])
+    return torch.cat(parts)
+
+
 def render_bank(
     render: Renderer, degrade: Degradation, size: int, seed: int, device: torch.device
 ) -> Generator[int, None, torch.Tensor]:
@@ -143,60 +153,91 @@ def gather(
     )
 
 
-class BankCache:
-    """Banks of this process (the last few), backed by files in the cache directory.
+class TensorCache:
+    """Tensors made from a :class:`BankKey` (the last few in memory), backed by files in
+    the cache directory's ``folder``.
 
-    A bank is a pure function of its :class:`BankKey`, so a file written by any earlier
-    session is reused; a damaged or unwritable file only costs a re-render.
+    What is stored is a pure function of its key, so a file written by any earlier session
+    is reused; a damaged or unwritable file only costs making it again. ``check`` tells a
+    file's tensors that fit the key from ones that do not.
     """
 
-    def __init__(self, capacity: int = 4) -> None:
+    def __init__(self, folder: str, suffix: str = "", capacity: int = 4, check=None) -> None:
+        self.folder = folder
+        self.suffix = suffix
         self.capacity = capacity
-        self._banks: OrderedDict[BankKey, torch.Tensor] = OrderedDict()
+        self.check = check or (lambda key, tensors: True)
+        self._items: OrderedDict[BankKey, dict[str, torch.Tensor]] = OrderedDict()
 
     def path(self, key: BankKey) -> Path:
-        return cache_dir() / "bank" / key.file_name()
+        name = key.file_name().replace(".safetensors", f"{self.suffix}.safetensors")
+        return cache_dir() / self.folder / name
 
-    def get(self, key: BankKey) -> torch.Tensor | None:
-        bank = self._banks.get(key)
-        if bank is None:
-            bank = self._read(key)
-            if bank is None:
+    def get(self, key: BankKey) -> dict[str, torch.Tensor] | None:
+        item = self._items.get(key)
+        if item is None:
+            item = self._read(key)
+            if item is None:
                 return None
-            self._remember(key, bank)
-        self._banks.move_to_end(key)
-        return bank
+            self._remember(key, item)
+        self._items.move_to_end(key)
+        return item
 
-    def put(self, key: BankKey, bank: torch.Tensor) -> None:
-        self._remember(key, bank)
+    def put(self, key: BankKey, tensors: dict[str, torch.Tensor]) -> None:
+        self._remember(key, tensors)
         path = self.path(key)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(f"{path.name}.{os.getpid()}.part")
-            save_file({"low": bank.detach().cpu().half().contiguous()}, str(tmp))
+            save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp))
             tmp.replace(path)
         except OSError:
             pass
 
     def clear(self) -> None:
-        """Forget the banks held in memory (the files stay)."""
-        self._banks.clear()
+        """Forget what is held in memory (the files stay)."""
+        self._items.clear()
 
-    def _remember(self, key: BankKey, bank: torch.Tensor) -> None:
-        self._banks[key] = bank
-        self._banks.move_to_end(key)
-        while len(self._banks) > self.capacity:
-            self._banks.popitem(last=False)
+    def _remember(self, key: BankKey, tensors: dict[str, torch.Tensor]) -> None:
+        self._items[key] = tensors
+        self._items.move_to_end(key)
+        while len(self._items) > self.capacity:
+            self._items.popitem(last=False)
 
-    def _read(self, key: BankKey) -> torch.Tensor | None:
+    def _read(self, key: BankKey) -> dict[str, torch.Tensor] | None:
         path = self.path(key)
         if not path.is_file():
             return None
         try:
-            low = load_file(str(path))["low"].float()
-        except Exception:  # noqa: BLE001 - a damaged cache entry is rendered again
+            tensors = load_file(str(path))
+        except Exception:  # noqa: BLE001 - a damaged cache entry is made again
             return None
-        return low if low.shape[0] == key.size else None
+        return tensors if self.check(key, tensors) else None
+
+
+class BankCache:
+    """Banks of this process (the last few), backed by fp16 files in the cache directory."""
+
+    def __init__(self, capacity: int = 4) -> None:
+        self._store = TensorCache(
+            "bank",
+            capacity=capacity,
+            check=lambda key, t: "low" in t and t["low"].shape[0] == key.size,
+        )
+
+    def path(self, key: BankKey) -> Path:
+        return self._store.path(key)
+
+    def get(self, key: BankKey) -> torch.Tensor | None:
+        item = self._store.get(key)
+        return None if item is None else item["low"].float()
+
+    def put(self, key: BankKey, bank: torch.Tensor) -> None:
+        self._store.put(key, {"low": bank.detach().cpu().half()})
+
+    def clear(self) -> None:
+        """Forget the banks held in memory (the files stay)."""
+        self._store.clear()
 
 
 CACHE = BankCache()

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from . import __version__
+from . import __version__, guide
 from .api import Result, upscale
 from .bank import atypical_warning
 from .cli_evaluate import add_evaluate
@@ -29,8 +29,9 @@ from .intermediate import MODES, IntermediateConfig, ood_warning
 from .search import SearchConfig
 
 DEFAULTS = SearchConfig()
-#: Bank size that ``--quick`` uses when ``--bank`` is not given.
-QUICK_BANK = 4096
+#: Bank sizes that ``--quick`` and ``--guide`` use when ``--bank`` is not given.
+QUICK_BANK = guide.QUICK_BANK
+GUIDE_BANK = guide.RECOMMENDED_BANK
 
 PROG = "napari-pulse"
 CAVEAT = (
@@ -190,6 +191,13 @@ def _add_upscale(sub: Any) -> None:
         help="a quick first wave from the warm-start bank (--bank, 4096 when not given); "
         "only tiles it leaves above eps get the full search",
     )
+    p.add_argument(
+        "--guide",
+        action="store_true",
+        help="guided starts: a small network fitted once on the warm-start bank (--bank, "
+        f"{GUIDE_BANK} when not given) guesses each tile's latent, and the search starts "
+        "from that guess and from ever more random directions around it",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     p.add_argument(
         "--quiet",
@@ -335,7 +343,10 @@ def _run_upscale(args: argparse.Namespace) -> int:
             ),
             realism=args.realism,
             config=replace(
-                DEFAULTS, bank=args.bank or (QUICK_BANK if args.quick else 0), quick=args.quick
+                DEFAULTS,
+                bank=guide.bank_size(args.bank, args.quick, args.guide),
+                quick=args.quick,
+                guide=args.guide,
             ),
             progress=update,
         )

@@ -64,6 +64,10 @@ class SearchConfig:
     #: budget of :meth:`quick_wave`; only tiles still above eps then get the search set
     #: by the fields above, from blind random starts.
     quick: bool = False
+    #: Guided starts (needs ``bank``; 16384 recommended): a small network fitted on the
+    #: bank guesses each tile's latent, and the search's starts spread from that guess to
+    #: blind random directions (see :mod:`napari_pulse.guide`).
+    guide: bool = False
 
     def quick_wave(self) -> SearchConfig:
         """The quick wave's settings: 8 starts (at least ``samples``) explore 5 steps at a
@@ -77,6 +81,7 @@ class SearchConfig:
             keep=1,
             mid_steps=0,
             quick=False,
+            guide=False,
         )
 
     @property

@@ -18,6 +18,7 @@ from magicgui.widgets import (
 from napari.layers import Image, Shapes
 from napari.utils.notifications import show_error, show_info, show_warning
 
+from .. import guide
 from ..bank import atypical_warning
 from ..degrade import DEGRADATIONS
 from ..generators import available, default_for, load
@@ -122,6 +123,17 @@ class UpscaleWidget(Container):
             "generator, rendered once (the first run takes longer) and cached; also tells "
             "you when the image looks unlike anything the generator draws"
         )
+        self.quick = CheckBox(text="quick first wave", value=False, visible=False)
+        self.quick.tooltip = (
+            "each tile first tries its nearest bank draws on a small budget; only tiles "
+            f"left above eps get the full search (bank {guide.QUICK_BANK} when 0 above)"
+        )
+        self.guided = CheckBox(text="guided starts", value=False, visible=False)
+        self.guided.tooltip = (
+            "a small network, fitted once on the bank, guesses each tile's latent; the "
+            "starts spread from that guess to random ones. Finds fits that random starts "
+            f"miss (bank {guide.RECOMMENDED_BANK} when 0 above; the first run takes longer)"
+        )
         self.device = ComboBox(label="device", choices=devices())
         self.region = ComboBox(label="region", choices=self._regions)
         self.all_planes = CheckBox(text="all planes (nD layers)", value=False)
@@ -149,6 +161,8 @@ class UpscaleWidget(Container):
                 self.radius,
                 self.realism,
                 self.bank,
+                self.quick,
+                self.guided,
                 self.device,
                 self.region,
                 self.all_planes,
@@ -311,6 +325,8 @@ class UpscaleWidget(Container):
             self.seed,
             self.realism,
             self.bank,
+            self.quick,
+            self.guided,
         ):
             w.visible = show
         self.radius.visible = show and self.mode.value == "intermediate"
@@ -332,8 +348,10 @@ class UpscaleWidget(Container):
             "mode": self.mode.value,
             "realism": float(self.realism.value),
         }
-        if self.bank.value:
-            opts["config"] = SearchConfig(bank=int(self.bank.value))
+        quick, guided = bool(self.quick.value), bool(self.guided.value)
+        size = guide.bank_size(int(self.bank.value), quick, guided)
+        if size:
+            opts["config"] = SearchConfig(bank=size, quick=quick, guide=guided)
         if self.mode.value == "intermediate":
             opts["intermediate"] = IntermediateConfig(radius=float(self.radius.value))
         if self.degradation.value == "psf":
