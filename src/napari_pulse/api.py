@@ -320,7 +320,10 @@ def _stream(
     bank_images = key = None
     if cfg.bank:
         starts = restarts if qcfg is None else qcfg.restarts  # what the bank must supply
-        key = bank.key_for(render, degrade, max(cfg.bank, starts), int(seed))
+        # Guided starts take their randomness from ``seed`` and the bank is only the
+        # guide's training set: one bank (seed 0) then serves every seed.
+        bank_seed = guide.BANK_SEED if cfg.guide else int(seed)
+        key = bank.key_for(render, degrade, max(cfg.bank, starts), bank_seed)
         bank_images = bank.CACHE.get(key)
         if bank_images is None:
             total += bank.pieces(key.size)
@@ -342,7 +345,7 @@ def _stream(
                 guide.store(key, guesser)
             z0 = guide.starts(guesser, lr_tiles, restarts, rng).to(dev)
         elif qcfg is None:  # warm starts for the search itself
-            z0, noise0 = bank.starts(gen, bank_images, lr_tiles, restarts, int(seed), dev)
+            z0, noise0 = bank.starts(gen, bank_images, lr_tiles, restarts, key.seed, dev)
     first_stage = "search" if qcfg is None else "quick"
     yield Progress(first_stage, progress["done"], progress["total"], 1, 1, math.inf)
 
@@ -359,7 +362,7 @@ def _stream(
         search_events = search(render, degrade, lr_tiles, z0, noise0, cfg, progress, live)
         cands = yield from _with_preview(search_events, preview)
     else:  # the quick wave, then the search for the tiles it left above eps
-        zq, nq = bank.starts(gen, bank_images, lr_tiles, qcfg.restarts, int(seed), dev)
+        zq, nq = bank.starts(gen, bank_images, lr_tiles, qcfg.restarts, key.seed, dev)
         start = progress["done"]
         quick_events = search(render, degrade, lr_tiles, zq, nq, qcfg, progress, live, "quick")
         cands = yield from _with_preview(quick_events, preview)

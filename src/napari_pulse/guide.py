@@ -5,7 +5,7 @@ images. A small network fitted on those pairs (:class:`Guide`) maps a low-res ti
 direction of each of its latent vectors. A low-res tile leaves much of the latent open (on
 the face DCGAN at x4 the guess has a cosine of about 0.5 with the truth), so the guess is
 not used as the answer. It is where the starts come from: a tile's ``k`` starts spread
-from the guess itself to blind random directions (:func:`starts`), and the search does the
+from near the guess to blind random directions (:func:`starts`), and the search does the
 rest. This finds basins that blind starts and nearest-bank starts miss
 (``bench/self_consistency.py --guide``).
 
@@ -38,6 +38,9 @@ EVENT = 20
 RECOMMENDED_BANK = 16384
 #: Bank size for a quick first wave alone (its 8 nearest starts per tile need fewer draws).
 QUICK_BANK = 4096
+#: Seed of the bank a guide is fitted on, whatever the search's seed: the guide is fitted
+#: once per generator and operator, and a search's seed still changes its starts.
+BANK_SEED = 0
 #: Part of the cache key: bump when the guide's architecture or training changes.
 VERSION = 1
 
@@ -156,8 +159,10 @@ def build(
 
 
 def spread(k: int) -> torch.Tensor:
-    """Cosines ``(k,)`` of the starts with the guess: from 1 (the guess) down to 0 (blind)."""
-    return torch.ones(1) if k == 1 else torch.linspace(1.0, 0.0, k)
+    """Cosines ``(k,)`` of the starts with the guess, evenly from near 1 (the guess) to near
+    0 (blind): ``1 - (i + 0.5) / k``. None is exactly the guess, so the seed changes every
+    start."""
+    return 1 - (torch.arange(k, dtype=torch.float32) + 0.5) / k
 
 
 def starts(guide: Guide, targets: torch.Tensor, k: int, rng: torch.Generator) -> torch.Tensor:
