@@ -91,7 +91,8 @@ def _upscale(x, cfg, events, seed=0):
     )
 
 
-def test_upscale_fits_the_guide_once_then_reuses_it(monkeypatch):
+def test_upscale_fits_the_guide_once_then_reuses_it(monkeypatch, tmp_path):
+    monkeypatch.setenv("NAPARI_PULSE_CACHE", str(tmp_path))  # no bank or guide from elsewhere
     monkeypatch.setattr(guide, "STEPS", 60)
     x = np.random.default_rng(0).random((8, 8), dtype=np.float32)
     cfg = SearchConfig(bank=512, guide=True)
