@@ -126,13 +126,14 @@ class UpscaleWidget(Container):
         self.quick = CheckBox(text="quick first wave", value=False, visible=False)
         self.quick.tooltip = (
             "each tile first tries its nearest bank draws on a small budget; only tiles "
-            f"left above eps get the full search (bank {guide.QUICK_BANK} when 0 above)"
+            f"left above eps get the full search (a bank of {guide.QUICK_BANK} when the bank is 0)"
         )
         self.guided = CheckBox(text="guided starts", value=False, visible=False)
         self.guided.tooltip = (
             "a small network, fitted once on the bank, guesses each tile's latent; the "
             "starts spread from that guess to random ones. Finds fits that random starts "
-            f"miss (bank {guide.RECOMMENDED_BANK} when 0 above; the first run takes longer)"
+            f"miss (a bank of {guide.RECOMMENDED_BANK} when the bank is 0; the first run "
+            "takes longer)"
         )
         self.device = ComboBox(label="device", choices=devices())
         self.region = ComboBox(label="region", choices=self._regions)
