@@ -24,6 +24,7 @@ from napari_pulse.evaluate import evaluate, write_csv, write_figure
 from napari_pulse.generators.native import read_card
 from napari_pulse.imageio import read_image
 from napari_pulse.intensity import fit_intensity
+from napari_pulse.search import SearchConfig
 from napari_pulse.training.data import CropRule, list_images
 
 
@@ -67,13 +68,19 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=400)
     p.add_argument("--restarts", type=int, default=96)
     p.add_argument("--mode", default="latent", choices=["latent", "intermediate"])
+    p.add_argument("--bank", type=int, default=0, help="warm-start bank size")
+    p.add_argument("--guide", action="store_true", help="guided starts (fitted on the bank)")
     p.add_argument("--out", type=Path, default=Path("out/nuclei_x4"))
     args = p.parse_args()
     card = read_card(args.weights)
     files = crops(card, args.images, args.n, args.out / "crops")
     print(f"machine: {machine()}")
     print(f"generator: {args.weights} ({card['extra']['training']['steps']} training steps)")
-    print(f"inputs: {len(files)} crops of held-out images, x4 bicubic, {args.mode} search")
+    starts = f"bank {args.bank}{', guided' if args.guide else ''}" if args.bank else "blind"
+    print(
+        f"inputs: {len(files)} crops of held-out images, x4 bicubic, {args.mode} search, "
+        f"{starts} starts"
+    )
     t = time.perf_counter()
     ev = evaluate(
         args.out / "crops",
@@ -83,6 +90,7 @@ def main() -> None:
         steps=args.steps,
         restarts=args.restarts,
         mode=args.mode,
+        config=SearchConfig(bank=args.bank, guide=args.guide) if args.bank else None,
     )
     write_csv(ev, args.out / "nuclei_x4.csv")
     write_figure(ev, args.out / "nuclei_x4.png")

@@ -98,6 +98,21 @@ def test_evaluate_rows_and_summary(hr_dir):
     )
 
 
+def test_a_search_config_reaches_every_image(hr_dir, monkeypatch):
+    import napari_pulse.evaluate as evaluate_module
+    from napari_pulse.search import SearchConfig
+
+    seen = []
+    real = evaluate_module.upscale
+    monkeypatch.setattr(
+        evaluate_module, "upscale", lambda *a, **kw: seen.append(kw["config"]) or real(*a, **kw)
+    )
+    cfg = SearchConfig(bank=300)
+    ev = evaluate(hr_dir, **FAST, config=cfg)
+    assert seen == [cfg] * 3
+    assert ev.params["config"] == dict(cfg.__dict__)  # plain values, ready for JSON
+
+
 def test_limit_picks_a_fixed_subset(hr_dir):
     one = find_images(hr_dir, limit=2, seed=0)
     assert len(one) == 2 and one == find_images(hr_dir, limit=2, seed=0)

@@ -207,9 +207,11 @@ def evaluate(
     device: str = "auto",
     eps: float = 2e-3,
     mode: str = "latent",
+    config: SearchConfig | None = None,
     progress: Callable[[int, int, str], Any] | None = None,
 ) -> Evaluation:
-    """Evaluate ``generator`` on the images of ``hr_dir``; ``progress(done, total, name)``."""
+    """Evaluate ``generator`` on the images of ``hr_dir``; ``progress(done, total, name)``.
+    ``config`` sets the search's other settings (a warm-start bank, guided starts)."""
     files = find_images(hr_dir, limit, seed)
     options = {
         "steps": steps,
@@ -220,6 +222,8 @@ def evaluate(
         "eps": eps,
         "mode": mode,
     }
+    if config is not None:
+        options["config"] = config
     check = iter_upscale(  # checks every setting now (and loads the generator), runs nothing
         np.zeros((2, 2), np.uint8),
         generator=generator,
@@ -238,6 +242,8 @@ def evaluate(
         progress(len(files), len(files), "")
     params = {"generator": generator, "factor": factor, "degradation": degradation}
     params.update(sigma=sigma, folder=str(hr_dir), images=len(files), **options)
+    if config is not None:
+        params["config"] = dict(config.__dict__)
     return Evaluation(results, summarize([r.row for r in results]), params)
 
 
