@@ -6,6 +6,18 @@ import pytest
 import torch
 
 
+def drain(events, ticks: list | None = None):
+    """Run a generator to its end (collecting what it yields into ``ticks``, when given)
+    and return what it returns."""
+    while True:
+        try:
+            item = next(events)
+        except StopIteration as stop:
+            return stop.value
+        if ticks is not None:
+            ticks.append(item)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def private_cache(tmp_path_factory):
     """Keep every test's cache files (warm-start banks, Gaussian fits) out of the user's

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import napari_pulse
+from conftest import drain
 from napari_pulse import bank
 from napari_pulse.degrade import Degradation
 from napari_pulse.generators.tiny import TinyGenerator
@@ -27,14 +28,6 @@ def _setup(gen=None):
     return gen, Renderer(gen, gen.channels, gen.resolution), Degradation("bicubic", 4)
 
 
-def _run(events):
-    while True:
-        try:
-            next(events)
-        except StopIteration as stop:
-            return stop.value
-
-
 def _bank_image(gen, render, degrade, index: int, seed: int) -> torch.Tensor:
     z, noise = bank.gather(gen, torch.tensor([[index]]), seed, torch.device("cpu"))
     with torch.no_grad():
@@ -43,7 +36,7 @@ def _bank_image(gen, render, degrade, index: int, seed: int) -> torch.Tensor:
 
 def test_nearest_finds_the_entry_itself_and_gather_redraws_it():
     gen, render, degrade = _setup()
-    low = _run(bank.render_bank(render, degrade, 600, 3, torch.device("cpu")))
+    low = drain(bank.render_bank(render, degrade, 600, 3, torch.device("cpu")))
     assert low.shape == (600, 1, 8, 8)
     # Entries from different chunks come back exactly as the bank rendered them.
     targets = torch.cat([_bank_image(gen, render, degrade, i, 3) for i in (7, 300, 599)])
@@ -59,16 +52,8 @@ def _starts(gen, render, degrade, target, ticks):
     low = bank.CACHE.get(key)
     if low is None:
         events = bank.build(render, degrade, key, torch.device("cpu"), 1000)
-        low = _run_collect(events, ticks)
+        low = drain(events, ticks)
     return bank.starts(gen, low, target, 4, 0, torch.device("cpu"))
-
-
-def _run_collect(events, ticks):
-    while True:
-        try:
-            ticks.append(next(events))
-        except StopIteration as stop:
-            return stop.value
 
 
 def test_warm_starts_are_cached_in_memory_and_on_disk(tmp_path, monkeypatch):
@@ -133,7 +118,7 @@ def test_upscale_starts_from_the_nearest_bank_entry():
 
 def test_atypicality_tells_generator_images_from_noise():
     gen, render, degrade = _setup()
-    low = _run(bank.render_bank(render, degrade, 1024, 0, torch.device("cpu")))
+    low = drain(bank.render_bank(render, degrade, 1024, 0, torch.device("cpu")))
     with torch.no_grad():  # fresh draws of the same generator: typical by construction
         own = degrade(render(gen.sample_latents(64, torch.Generator().manual_seed(99)), None))
     noise = torch.rand((8, 1, 8, 8), generator=torch.Generator().manual_seed(1))

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 import napari_pulse
+from conftest import drain
 from napari_pulse import bank, guide
 from napari_pulse.degrade import Degradation
 from napari_pulse.generators.tiny import TinyGenerator
@@ -30,24 +31,16 @@ def fresh_memory():
     guide.CACHE.clear()
 
 
-def _run(events):
-    while True:
-        try:
-            next(events)
-        except StopIteration as stop:
-            return stop.value
-
-
 def _pairs(gen, size: int, seed: int):
     render, degrade = Renderer(gen, 1, gen.resolution), Degradation("bicubic", 4)
-    low = _run(bank.render_bank(render, degrade, size, seed, torch.device("cpu")))
+    low = drain(bank.render_bank(render, degrade, size, seed, torch.device("cpu")))
     return low, bank.latents(gen, size, seed)
 
 
 def test_the_guess_beats_chance_on_draws_it_never_saw_and_is_reproducible():
     gen = TinyGenerator(resolution=32)
     low, z = _pairs(gen, 1024, 0)
-    fitted = _run(guide.fit(low, z, seed=0, steps=200))
+    fitted = drain(guide.fit(low, z, seed=0, steps=200))
     held_low, held_z = _pairs(gen, 256, 9)  # another seed: draws the guide never saw
     with torch.no_grad():
         guess = fitted(held_low)
@@ -57,7 +50,7 @@ def test_the_guess_beats_chance_on_draws_it_never_saw_and_is_reproducible():
     shuffled = torch.nn.functional.cosine_similarity(guess, held_z.roll(1, 0), dim=-1).mean(-1)
     assert cos.median() > 0.1  # about 0.16 here; chance is 0
     assert abs(float(shuffled.median())) < 0.05
-    again = _run(guide.fit(low, z, seed=0, steps=200))
+    again = drain(guide.fit(low, z, seed=0, steps=200))
     for a, b in zip(fitted.state_dict().values(), again.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
@@ -65,7 +58,7 @@ def test_the_guess_beats_chance_on_draws_it_never_saw_and_is_reproducible():
 def test_starts_spread_from_the_guess_to_blind_directions_on_the_sphere():
     gen = TinyGenerator(resolution=32)
     low, z = _pairs(gen, 256, 0)
-    fitted = _run(guide.fit(low, z, seed=0, steps=20))
+    fitted = drain(guide.fit(low, z, seed=0, steps=20))
     targets = low[:64]
     z0 = guide.starts(fitted, targets, 5, torch.Generator().manual_seed(1))
     d = gen.latent_shape[-1]

@@ -13,7 +13,7 @@ import torch
 
 from . import __version__, bank, guide
 from .degrade import DEGRADATIONS, Degradation
-from .events import Cancelled, Finished, Progress
+from .events import Cancelled, Finished, Progress, relay
 from .generators import DomainGenerator, default_for, load
 from .intensity import ACCEPTED_DTYPES, NORMALIZATIONS, Intensity, cast_like, fit_intensity
 from .intermediate import (
@@ -455,12 +455,7 @@ def _stream(
 
 def _with_preview(stream: Generator, preview: Callable[[], np.ndarray]) -> Generator:
     """Pass ``stream``'s events on with ``preview`` attached; return what it returns."""
-    while True:
-        try:
-            event = next(stream)
-        except StopIteration as stop:
-            return stop.value
-        yield replace(event, preview=preview)
+    return (yield from relay(stream, lambda event: replace(event, preview=preview)))
 
 
 def _conversion(layout: _Layout, gen: DomainGenerator) -> str:

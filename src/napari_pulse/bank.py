@@ -26,7 +26,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .degrade import Degradation
-from .events import Progress
+from .events import Progress, relay
 from .generators.cache import cache_dir
 from .search import Renderer
 
@@ -262,15 +262,11 @@ def build(
 ) -> Generator[Progress, None, torch.Tensor]:
     """The bank for ``key``, rendered and stored in :data:`CACHE`. Yields one "bank" event
     per chunk, counted as the first steps of a job of ``total`` steps."""
-    events = render_bank(render, degrade, key.size, key.seed, device)
     n = pieces(key.size)
-    while True:
-        try:
-            done = next(events)
-        except StopIteration as stop:
-            low = stop.value
-            break
-        yield Progress("bank", done, total, done, n, math.inf)
+    low = yield from relay(
+        render_bank(render, degrade, key.size, key.seed, device),
+        lambda done: Progress("bank", done, total, done, n, math.inf),
+    )
     low = low.cpu().half().float()  # as stored: a call with a cached bank chooses the same
     CACHE.put(key, low)
     return low

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 class Cancelled(Exception):
@@ -19,8 +22,8 @@ class Progress:
     so ``done / total`` is a faithful fraction for a progress bar.
     """
 
-    #: "bank" (warm starts), "quick" (first wave), "search" (latent per tile),
-    #: "features" (intermediate mode), "blend" (seams)
+    #: "bank" (warm starts), "guide" (fitting guided starts), "quick" (first wave),
+    #: "search" (latent per tile), "features" (intermediate mode), "blend" (seams)
     stage: str
     done: int
     total: int
@@ -48,3 +51,13 @@ class Finished:
     """The last event of a stream: carries the :class:`~napari_pulse.api.Result`."""
 
     result: Any
+
+
+def relay(inner: Generator[T, Any, R], event: Callable[[T], Any]) -> Generator[Any, None, R]:
+    """Yield ``event(item)`` for each item ``inner`` yields; return what ``inner`` returns."""
+    while True:
+        try:
+            item = next(inner)
+        except StopIteration as stop:
+            return stop.value
+        yield event(item)

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from .bank import BankKey, TensorCache
-from .events import Progress
+from .events import Progress, relay
 from .search import project_to_sphere
 
 #: Hidden width of the guide's two hidden layers.
@@ -148,14 +148,12 @@ def build(
 ) -> Generator[Progress, None, Guide]:
     """:func:`fit` as "guide" progress events, counted from ``done`` in a job of ``total``."""
     n = events()
-    training = fit(low, latents, seed)
-    while True:
-        try:
-            step = next(training)
-        except StopIteration as stop:
-            return stop.value
+
+    def event(step: int) -> Progress:
         i = step // EVENT
-        yield Progress("guide", done + i, total, i, n, math.inf)
+        return Progress("guide", done + i, total, i, n, math.inf)
+
+    return (yield from relay(fit(low, latents, seed), event))
 
 
 def spread(k: int) -> torch.Tensor:
