@@ -37,7 +37,7 @@ def real_crops(card: dict, images: Path, n: int, seed: int) -> torch.Tensor:
         s["resolution"],
         s["channels"],
         s["normalization"],
-        CropRule(rule["level"], rule["min_fraction"], rule.get("any_share", 0.0)),
+        CropRule.from_card({"any_share": 0.0, **rule}),
         seed=seed,
     )
     return torch.from_numpy(sampler.batch(n)), len(files)

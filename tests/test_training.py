@@ -83,6 +83,37 @@ def test_crops_are_normalised_augmented_and_mostly_foreground(folder):
     assert rgb.shape == (4, 3, 16, 16)
 
 
+def test_dark_rule_keeps_stained_cells_on_white(tmp_path):
+    """Brightfield: dark cells on a white field. The dark rule keeps crops with cells; the
+    bright rule would keep nearly every crop (the background is bright)."""
+    rng = np.random.default_rng(0)
+    d = tmp_path / "bf"
+    d.mkdir()
+    for i in range(3):
+        a = np.full((64, 64, 3), 240.0) + rng.normal(0, 3, (64, 64, 3))
+        cy, cx = rng.integers(8, 56, 2)
+        a[cy - 5 : cy + 5, cx - 5 : cx + 5] = (120, 60, 150)  # one purple cell
+        Image.fromarray(np.clip(a, 0, 255).astype(np.uint8)).save(d / f"bf{i}.png")
+    files = list_images(d)
+    rule = CropRule(0.75, 0.05, any_share=0.0, dark=True)
+    cells = CropSampler(files, 16, 3, "range", rule=rule, seed=0).batch(64)
+    unit = (cells + 1) / 2
+    has_cell = ((unit.mean(axis=1) < 0.75).mean(axis=(1, 2)) >= 0.05).mean()
+    anything = (CropSampler(files, 16, 3, "range", rule=None, seed=0).batch(64) + 1) / 2
+    blind = ((anything.mean(axis=1) < 0.75).mean(axis=(1, 2)) >= 0.05).mean()
+    assert has_cell > 0.9 and blind < 0.5
+    white, cell = np.full((3, 4, 4), 0.9), np.full((3, 4, 4), 0.9)
+    cell[:, :2, :2] = 0.3
+    assert not rule.keeps(white) and rule.keeps(cell)
+    assert CropRule(0.75, 0.05).keeps(white) and CropRule(0.75, 0.05).keeps(cell[0])
+
+
+def test_crop_rule_reads_cards_old_and_new():
+    old = {"level": 0.25, "min_fraction": 0.05, "any_share": 0.1, "tries": 50}
+    assert CropRule.from_card(old) == CropRule(0.25, 0.05, 0.1, 50, dark=False)
+    assert CropRule.from_card({**old, "dark": True, "later": 1}).dark
+
+
 def test_crop_sampler_skips_small_images_and_refuses_when_none_fit(folder):
     with pytest.raises(ValueError, match="at least 64x64"):
         CropSampler(list_images(folder), 64, 1)
@@ -187,10 +218,13 @@ def test_cli_train(folder, tmp_path, capsys):
             "1",
             "--holdout",
             "0",
+            "--crop-dark",
             "--quiet",
         ]
     )
     assert code == 0 and out.exists()
     assert "step 1/1" in capsys.readouterr().out
+    card = read_card(out)["extra"]["training"]
+    assert card["settings"]["crop_dark"] and card["data"]["crop_rule"]["dark"]
     assert main(["train", str(folder), "--out", str(tmp_path / "x.pt")]) == 2
     assert main(["train", str(folder), "--out", str(out), "--widths", "4-16"]) == 2

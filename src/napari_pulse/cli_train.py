@@ -17,6 +17,18 @@ TRAIN_HELP = (
     "same command again resumes from it. Sample grids go to <stem>.samples/."
 )
 
+#: Help for the options whose name and default do not say enough.
+HELPS = {
+    "normalization": "percentile (fluorescence), range (the dtype's range: keeps stain "
+    "colours) or minmax; upscale normalises inputs the same way",
+    "crop_level": "a crop is kept when --crop-min-fraction of its pixels are past this level",
+    "crop_dark": "count pixels darker than --crop-level (stained cells on a bright field) "
+    "instead of brighter ones (fluorescence)",
+    "crop_any_share": "share of crops kept whatever they hold",
+    "holdout": "share of the files held out for evaluation (by a hash of the file name)",
+    "diffaugment": "differentiable augmentation of real and generated images (small data sets)",
+}
+
 
 def _widths(text: str) -> dict[int, int]:
     """``"4:128,8:128,16:64"`` to ``{4: 128, 8: 128, 16: 64}``."""
@@ -46,10 +58,15 @@ def add_train(sub: Any) -> None:
                 f"--{f.name.replace('_', '-')}",
                 action=argparse.BooleanOptionalAction,
                 default=value,
+                help=f"{HELPS.get(f.name, f.name.replace('_', ' '))} (default: {value})",
             )
         else:
+            hint = f"{HELPS[f.name]} " if f.name in HELPS else ""
             p.add_argument(
-                f"--{f.name.replace('_', '-')}", type=kind, default=value, help=f"default: {value}"
+                f"--{f.name.replace('_', '-')}",
+                type=kind,
+                default=value,
+                help=f"{hint}(default: {value})",
             )
     p.add_argument(
         "--widths",

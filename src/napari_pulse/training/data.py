@@ -8,7 +8,7 @@ the rule is recorded in the model card.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -58,17 +58,29 @@ def to_channels(a: np.ndarray, channels: int, path: Path) -> np.ndarray:
 class CropRule:
     """Keep a crop when at least ``min_fraction`` of its pixels exceed ``level`` (in [0, 1]).
 
-    A share ``any_share`` of crops is kept whatever it holds, so that the generator can
-    still draw the empty background that whole fields contain.
+    With ``dark``, pixels below ``level`` count instead: stained cells on a white
+    brightfield background. A pixel's value is its mean over channels. A share
+    ``any_share`` of crops is kept whatever it holds, so that the generator can still
+    draw the empty background that whole fields contain.
     """
 
     level: float = 0.25
     min_fraction: float = 0.05
     any_share: float = 0.1
     tries: int = 50
+    dark: bool = False
+
+    @classmethod
+    def from_card(cls, rule: dict) -> CropRule:
+        """The rule a model card records (cards from before ``dark`` existed included)."""
+        keys = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in rule.items() if k in keys})
 
     def keeps(self, crop: np.ndarray) -> bool:
-        return float((crop > self.level).mean()) >= self.min_fraction
+        """``crop`` is ``(channels, H, W)`` or ``(H, W)`` in [0, 1]."""
+        value = crop.mean(axis=0) if crop.ndim == 3 else crop
+        hit = value < self.level if self.dark else value > self.level
+        return float(hit.mean()) >= self.min_fraction
 
 
 class CropSampler:

@@ -48,6 +48,7 @@ class TrainConfig:
     crop_level: float = 0.25
     crop_min_fraction: float = 0.05
     crop_any_share: float = 0.1
+    crop_dark: bool = False  # content darker than the background (brightfield)
     holdout: float = 0.1
     batch: int = 32
     steps: int = 20000
@@ -126,7 +127,7 @@ def train(cfg: TrainConfig, on_progress: Callable[[TrainProgress], None] | None 
     ckpt_path, samples_dir = _paths(out)
     device = torch.device(cfg.device)
     files = list_images(cfg.images, cfg.holdout, "train")
-    rule = CropRule(cfg.crop_level, cfg.crop_min_fraction, cfg.crop_any_share)
+    rule = CropRule(cfg.crop_level, cfg.crop_min_fraction, cfg.crop_any_share, dark=cfg.crop_dark)
     data = CropSampler(files, cfg.resolution, cfg.channels, cfg.normalization, rule, seed=cfg.seed)
     mcfg = cfg.model_config()
     torch.manual_seed(cfg.seed)
