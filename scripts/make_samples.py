@@ -42,41 +42,35 @@ HISTOLOGY = ROOT.parent / "shared" / "data" / "histology"
 to8 = lambda a: np.clip(np.rint(a), 0, 255).astype(np.uint8)  # noqa: E731
 
 
-def nuclei_sample() -> None:
-    for path in list_images(NUCLEI, 0.1, "holdout"):
-        a = np.asarray(Image.open(path).convert("L"), dtype=np.float64)
-        if min(a.shape) < 256:
-            continue
-        y, x = (a.shape[0] - 256) // 2, (a.shape[1] - 256) // 2
-        crop = a[y : y + 256, x : x + 256]
-        fg = float((fit_intensity(crop, "percentile").to_unit(crop) > 0.25).mean())
-        if 0.1 <= fg <= 0.4:
-            break
-    else:
-        raise SystemExit("no held-out nuclei image fits the rule")
-    lr = downscale(crop, 4)
-    Image.fromarray(to8(lr)).save(ROOT / "src/napari_pulse/data/nuclei_lr.png")
-    Image.fromarray(to8(crop)).save(ROOT / "docs/nuclei_truth.png")
-    print(f"wrote nuclei_lr.png {lr.shape} from {path.name} (foreground {fg:.2f})")
-
-
-def histology_sample() -> None:
-    for path in list_images(HISTOLOGY, 0.1, "holdout"):
-        a = np.asarray(Image.open(path).convert("RGB"), dtype=np.float64)
+def field_sample(name: str, folder: Path, mode: str, accept) -> None:
+    """The centred 256x256 crop of the first held-out image ``accept`` takes, x4 down."""
+    for path in list_images(folder, 0.1, "holdout"):
+        a = np.asarray(Image.open(path).convert(mode), dtype=np.float64)
         if min(a.shape[:2]) < 256:
             continue
         y, x = (a.shape[0] - 256) // 2, (a.shape[1] - 256) // 2
         crop = a[y : y + 256, x : x + 256]
-        dark = float((crop.mean(axis=-1) / 255 < 0.75).mean())
-        colour = float((crop.max(axis=-1) - crop.min(axis=-1)).mean() / 255)
-        if colour >= 0.1 and 0.2 <= dark <= 0.6:
+        if accept(crop):
             break
     else:
-        raise SystemExit("no held-out histology image fits the rule")
+        raise SystemExit(f"no held-out {name} image fits the rule")
     lr = downscale(crop, 4)
-    Image.fromarray(to8(lr)).save(ROOT / "src/napari_pulse/data/histology_lr.png")
-    Image.fromarray(to8(crop)).save(ROOT / "docs/histology_truth.png")
-    print(f"wrote histology_lr.png {lr.shape} from {path.name} (dark {dark:.2f})")
+    Image.fromarray(to8(lr)).save(ROOT / f"src/napari_pulse/data/{name}_lr.png")
+    Image.fromarray(to8(crop)).save(ROOT / f"docs/{name}_truth.png")
+    print(f"wrote {name}_lr.png {lr.shape} from {path.name}")
+
+
+def nuclei_fits(crop: np.ndarray) -> bool:
+    """10-40% of the pixels above a quarter of the percentile range."""
+    fg = float((fit_intensity(crop, "percentile").to_unit(crop) > 0.25).mean())
+    return 0.1 <= fg <= 0.4
+
+
+def histology_fits(crop: np.ndarray) -> bool:
+    """Stained in colour, 20-60% of the pixels darker than 0.75 of full scale."""
+    dark = float((crop.mean(axis=-1) / 255 < 0.75).mean())
+    colour = float((crop.max(axis=-1) - crop.min(axis=-1)).mean() / 255)
+    return colour >= 0.1 and 0.2 <= dark <= 0.6
 
 
 def main() -> None:
@@ -89,8 +83,8 @@ def main() -> None:
     Image.fromarray(to8(lr * 255)).save(ROOT / "src/napari_pulse/data/face_lr.png")
     Image.fromarray(to8(hr * 255)).save(ROOT / "docs/face_truth.png")
     print("wrote face_lr.png", lr.shape, "and docs/face_truth.png", hr.shape)
-    nuclei_sample()
-    histology_sample()
+    field_sample("nuclei", NUCLEI, "L", nuclei_fits)
+    field_sample("histology", HISTOLOGY, "RGB", histology_fits)
 
 
 if __name__ == "__main__":
