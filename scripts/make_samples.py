@@ -11,15 +11,6 @@ BBBC038, CC0) from an image the ``nuclei`` generator never saw in training (held
 10-40% of its pixels above a quarter of its percentile range, downscaled x4 with our bicubic
 operator to 64x64 and rounded to uint8. The 256x256 crop goes to ``docs/nuclei_truth.png``.
 Needs ``../shared/data/nuclei``.
-
-``src/napari_pulse/data/histology_lr.png``: an H&E field (same release, the brightfield
-tiles) from an image the ``histology`` generator never saw (``held_out(name, 0.1)``): the
-first such file, in name order, whose centred 256x256 crop is stained in colour (the mean
-spread between a pixel's largest and smallest channel is at least 0.1 of full scale) and
-has 20-60% of its pixels (mean over channels) darker than 0.75 of full scale, downscaled
-x4 with our bicubic operator to 64x64 RGB and rounded to uint8. The 256x256 crop goes to
-``docs/histology_truth.png``.
-Needs ``../shared/data/histology``.
 """
 
 from __future__ import annotations
@@ -38,7 +29,6 @@ from napari_pulse.training.data import list_images
 SEED = 7
 ROOT = Path(__file__).resolve().parents[1]
 NUCLEI = ROOT.parent / "shared" / "data" / "nuclei"
-HISTOLOGY = ROOT.parent / "shared" / "data" / "histology"
 to8 = lambda a: np.clip(np.rint(a), 0, 255).astype(np.uint8)  # noqa: E731
 
 
@@ -66,13 +56,6 @@ def nuclei_fits(crop: np.ndarray) -> bool:
     return 0.1 <= fg <= 0.4
 
 
-def histology_fits(crop: np.ndarray) -> bool:
-    """Stained in colour, 20-60% of the pixels darker than 0.75 of full scale."""
-    dark = float((crop.mean(axis=-1) / 255 < 0.75).mean())
-    colour = float((crop.max(axis=-1) - crop.min(axis=-1)).mean() / 255)
-    return colour >= 0.1 and 0.2 <= dark <= 0.6
-
-
 def main() -> None:
     g = load("faces-dcgan64")
     with torch.no_grad():
@@ -84,7 +67,6 @@ def main() -> None:
     Image.fromarray(to8(hr * 255)).save(ROOT / "docs/face_truth.png")
     print("wrote face_lr.png", lr.shape, "and docs/face_truth.png", hr.shape)
     field_sample("nuclei", NUCLEI, "L", nuclei_fits)
-    field_sample("histology", HISTOLOGY, "RGB", histology_fits)
 
 
 if __name__ == "__main__":

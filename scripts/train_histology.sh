@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Train the bundled `histology` generator: the exact command, data selection and seed.
+# Train the `histology` generator (RGB brightfield and H&E): the exact command, data
+# selection and seed. It does not ship yet: it ships once its realism and usefulness hold up
+# (bench/realism.py, bench/heldout_x4.py --per-image 2).
 #
 # Data: ../shared/data/histology (Kaggle Data Science Bowl 2018 stage 1 train, BBBC038, CC0:
 # the brightfield and H&E tiles), all PNGs except the 10% held out by `held_out(name, 0.1)`

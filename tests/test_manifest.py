@@ -17,7 +17,7 @@ def test_manifest_is_registered_and_valid():
     assert pm.name == "napari-pulse"
     for cmd in pm.contributions.commands:
         assert cmd.id.startswith("napari-pulse.")
-    assert [s.key for s in pm.contributions.sample_data] == ["face", "nuclei", "histology"]
+    assert [s.key for s in pm.contributions.sample_data] == ["face", "nuclei"]
 
 
 def test_face_sample_is_a_small_rgb_image():
@@ -34,11 +34,3 @@ def test_nuclei_sample_is_a_small_grayscale_field():
     [(data, meta)] = nuclei_sample()
     assert data.shape == (64, 64) and data.dtype == np.uint8
     assert data.std() > 5 and "nuclei" in meta["name"]
-
-
-def test_histology_sample_is_a_small_rgb_field():
-    from napari_pulse._sample_data import histology_sample
-
-    [(data, meta)] = histology_sample()
-    assert data.shape == (64, 64, 3) and data.dtype == np.uint8 and meta["rgb"]
-    assert data.std() > 5 and "histology" in meta["name"]

@@ -31,15 +31,3 @@ def nuclei_lowres() -> np.ndarray:
 def nuclei_sample() -> list[tuple]:
     """napari sample-data hook: the low-res nuclei field as a grayscale image layer."""
     return [(nuclei_lowres(), {"name": "nuclei (64x64, low-res)", "colormap": "gray"})]
-
-
-def histology_lowres() -> np.ndarray:
-    """A 64x64 RGB uint8 H&E field, downscaled x4 (bicubic) from held-out data."""
-    from PIL import Image
-
-    return np.asarray(Image.open(DATA / "histology_lr.png").convert("RGB"))
-
-
-def histology_sample() -> list[tuple]:
-    """napari sample-data hook: the low-res H&E field as an RGB image layer."""
-    return [(histology_lowres(), {"name": "histology (64x64, low-res)", "rgb": True})]
