@@ -1,13 +1,13 @@
 """Usefulness of a generator made by ``napari-pulse train``: 20 unseen images at x4 (bicubic).
 
 From each held-out image (``held_out(name, holdout)`` as recorded in the model card: files
-training never read), in name order, one crop of the generator's size is taken: the first,
-scanning a grid with half-crop strides, that satisfies the card's foreground rule (nuclei or
-stained cells, not empty background). Grayscale or RGB, as the card says. The crops are
-written as PNGs and passed to
-``napari_pulse.evaluate``, which downscales them x4, upscales them back and compares with
-the truth: success at eps, lr_psnr, PSNR and SSIM for bicubic, one sample and the mean of
-the samples. Nothing is tuned on these images.
+training never read), in name order, crops of the generator's size are taken: the first
+(``--per-image`` > 1: the first few that do not overlap), scanning a grid with half-crop
+strides, that satisfy the card's foreground rule (nuclei or stained cells, not empty
+background). Grayscale or RGB, as the card says. The crops are written as PNGs and passed
+to ``napari_pulse.evaluate``, which downscales them x4, upscales them back and compares
+with the truth: success at eps, lr_psnr, PSNR and SSIM for bicubic, one sample and the
+mean of the samples. Nothing is tuned on these images.
 
     python bench/heldout_x4.py train-runs/nuclei.safetensors ../shared/data/nuclei --out out/nx4
     python bench/heldout_x4.py train-runs/histology.safetensors ../shared/data/histology \
