@@ -11,7 +11,7 @@ import torch
 
 from napari_pulse.degrade import Degradation
 from napari_pulse.generators.base import DomainGenerator
-from napari_pulse.search import geocross, project_to_sphere
+from napari_pulse.optim import geocross, project_to_sphere
 
 
 def one_cycle(step: int, steps: int) -> float:

@@ -11,7 +11,8 @@ from conftest import drain
 from napari_pulse import bank
 from napari_pulse.degrade import Degradation
 from napari_pulse.generators.tiny import TinyGenerator
-from napari_pulse.search import Renderer, SearchConfig
+from napari_pulse.render import Renderer
+from napari_pulse.search import SearchConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -51,7 +52,7 @@ def _starts(gen, render, degrade, target, ticks):
     key = bank.key_for(render, degrade, 300, 0)
     low = bank.CACHE.get(key)
     if low is None:
-        events = bank.build(render, degrade, key, torch.device("cpu"), 1000)
+        events = bank.build(render, degrade, key, torch.device("cpu"))
         low = drain(events, ticks)
     return bank.starts(gen, low, target, 4, 0, torch.device("cpu"))
 
@@ -63,7 +64,7 @@ def test_warm_starts_are_cached_in_memory_and_on_disk(tmp_path, monkeypatch):
     ticks: list = []
     z, noise = _starts(gen, render, degrade, target, ticks)
     assert z.shape == (1, 4, *gen.latent_shape)
-    assert [(t.stage, t.done, t.total) for t in ticks] == [("bank", i, 1000) for i in range(1, 6)]
+    assert [(t.stage, t.done, t.total) for t in ticks] == [("bank", i, 5) for i in range(1, 6)]
     files = list((tmp_path / "bank").glob("*.safetensors"))
     assert len(files) == 1
 

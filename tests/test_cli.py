@@ -222,16 +222,34 @@ def test_version_and_missing_command(capsys):
     assert "required" in capsys.readouterr().err
 
 
-def test_runs_as_a_module():
+@pytest.mark.parametrize("module", ["napari_pulse", "napari_pulse.cli"])
+def test_runs_as_a_module(module):
     proc = subprocess.run(
-        [sys.executable, "-m", "napari_pulse.cli", "--help"],
+        [sys.executable, "-m", module, "--help"],
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
     )
     assert proc.returncode == 0, proc.stderr
+    assert "usage: napari-pulse" in proc.stdout
     assert "upscale" in proc.stdout and "generators" in proc.stdout
+
+
+def test_eps_and_overlap_from_the_command_line(tmp_path, capsys):
+    src = tmp_path / "wide.png"
+    Image.fromarray(np.random.default_rng(4).integers(0, 256, (8, 20), dtype=np.uint8)).save(src)
+    out = tmp_path / "out.tif"
+    args = ["upscale", str(src), "-o", str(out), *FAST, "--eps", "0.5", "--overlap", "3"]
+    assert cli.main([*args, "--quiet"]) == 0
+    meta = read_tiff_metadata(out)
+    assert meta["eps"] == 0.5 and meta["search"]["eps"] == 0.5
+    assert meta["tiles"]["overlap"] == 3 and meta["tiles"]["grid"] == [1, 4]  # 3 by default
+    assert meta["success"] is (meta["lr_mse"] <= 0.5)
+    assert cli.main([*args[:-1], "8", "--overwrite"]) == 2  # a tile is 8 pixels wide
+    assert "overlap must be an integer from 0 to 7" in capsys.readouterr().err
+    assert cli.main([*args[:-3], "0", "--overwrite"]) == 2
+    assert "eps must be a positive number" in capsys.readouterr().err
 
 
 def test_guided_starts_from_the_command_line(png, tmp_path, monkeypatch):

@@ -105,12 +105,38 @@ def test_a_search_config_reaches_every_image(hr_dir, monkeypatch):
     seen = []
     real = evaluate_module.upscale
     monkeypatch.setattr(
-        evaluate_module, "upscale", lambda *a, **kw: seen.append(kw["config"]) or real(*a, **kw)
+        evaluate_module,
+        "upscale",
+        lambda *a, **kw: seen.append(kw["options"].config) or real(*a, **kw),
     )
     cfg = SearchConfig(bank=300)
     ev = evaluate(hr_dir, **FAST, config=cfg)
     assert seen == [cfg] * 3
     assert ev.params["config"] == dict(cfg.__dict__)  # plain values, ready for JSON
+
+
+def test_start_strategies_from_the_evaluate_command(hr_dir, tmp_path, monkeypatch):
+    import napari_pulse.evaluate as evaluate_module
+    from napari_pulse import guide
+
+    monkeypatch.setattr(guide, "STEPS", 20)
+    seen = []
+    real = evaluate_module.upscale
+    monkeypatch.setattr(
+        evaluate_module,
+        "upscale",
+        lambda *a, **kw: seen.append(kw["options"]) or real(*a, **kw),
+    )
+    out = tmp_path / "out"
+    argv = ["evaluate", str(hr_dir), "--generator", "tiny", "--factor", "4", "--steps", "2"]
+    argv += ["--restarts", "2", "--samples", "2", "--out", str(out), "--quiet", "--limit", "1"]
+    assert main([*argv, "--bank", "300", "--guide", "--eps", "0.01"]) == 0
+    (options,) = seen
+    assert (options.config.bank, options.config.guide, options.config.quick) == (300, True, False)
+    assert options.eps == 0.01 and options.samples == 2
+    seen.clear()
+    assert main([*argv, "--quick", "--overwrite"]) == 0
+    assert seen[0].config.quick and seen[0].config.bank == guide.QUICK_BANK
 
 
 def test_limit_picks_a_fixed_subset(hr_dir):

@@ -17,7 +17,8 @@ from conftest import drain
 from napari_pulse import bank, guide
 from napari_pulse.degrade import Degradation
 from napari_pulse.generators.tiny import TinyGenerator
-from napari_pulse.search import Renderer, SearchConfig
+from napari_pulse.render import Renderer
+from napari_pulse.search import SearchConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

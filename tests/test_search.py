@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 
-from napari_pulse.search import Candidates, choose, cosine, geocross, project_to_sphere
+from napari_pulse.candidates import Candidates, choose
+from napari_pulse.optim import cosine, geocross, project_to_sphere
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

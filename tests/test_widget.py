@@ -342,7 +342,7 @@ def test_intermediate_mode_from_the_widget_stores_its_score(noise_widget, qtbot,
     widget.mode.value = "intermediate"
     assert not widget.radius.native.isHidden()
     widget.radius.value = 0.05
-    assert widget.options()["intermediate"].radius == 0.05
+    assert widget.options().intermediate.radius == 0.05
     run(qtbot, widget, factor=4, **FAST)
     assert errors == []
     md = viewer.layers["noise x4 (tiny)"].metadata
@@ -356,9 +356,9 @@ def test_a_warm_start_bank_from_the_widget_stores_the_atypicality(noise_widget, 
     assert widget.bank.native.isHidden()  # an advanced setting
     widget.advanced.value = True
     assert not widget.bank.native.isHidden()
-    assert "config" not in widget.options()  # 0: random starts, the default
+    assert widget.options().config is None  # 0: random starts, the default
     widget.bank.value = 300
-    assert widget.options()["config"].bank == 300
+    assert widget.options().config.bank == 300
     run(qtbot, widget, factor=4, **FAST)
     assert errors == []
     md = viewer.layers["noise x4 (tiny)"].metadata
@@ -377,13 +377,13 @@ def test_guided_starts_and_the_quick_wave_from_the_widget(noise_widget, qtbot, e
     widget.advanced.value = True
     assert not widget.guided.native.isHidden() and not widget.quick.native.isHidden()
     widget.quick.value = True
-    cfg = widget.options()["config"]
+    cfg = widget.options().config
     assert (cfg.bank, cfg.quick, cfg.guide) == (guide.QUICK_BANK, True, False)
     widget.guided.value = True  # a bank of 0 means: the size guided starts need
-    assert widget.options()["config"].bank == guide.RECOMMENDED_BANK
+    assert widget.options().config.bank == guide.RECOMMENDED_BANK
     widget.bank.value = 300
     widget.quick.value = False
-    cfg = widget.options()["config"]
+    cfg = widget.options().config
     assert (cfg.bank, cfg.quick, cfg.guide) == (300, False, True)
     run(qtbot, widget, factor=4, **FAST)
     assert errors == []

@@ -17,6 +17,7 @@ from napari_pulse._widget.layers import (
 )
 from napari_pulse._widget.runner import stream_events
 from napari_pulse.events import Progress
+from napari_pulse.options import Options
 
 FAST = {"generator": "tiny", "steps": 3, "restarts": 2}
 
@@ -95,7 +96,8 @@ def test_several_samples_add_a_spread_layer_rgb_spread_is_one_channel():
 
 def test_stream_events_returns_the_result_and_throttles_progress():
     img = np.random.default_rng(0).random((8, 8)).astype(np.float32)
-    gen = stream_events(img, {**FAST, "factor": 4}, threading.Event(), min_interval=10.0)
+    options = Options(**FAST, factor=4)
+    gen = stream_events(img, options, threading.Event(), min_interval=10.0)
     events = []
     with pytest.raises(StopIteration) as stop:
         while True:
@@ -108,7 +110,7 @@ def test_stream_events_returns_the_result_and_throttles_progress():
 def test_stream_events_stops_within_one_step_when_cancelled():
     img = np.random.default_rng(0).random((8, 8)).astype(np.float32)
     flag = threading.Event()
-    gen = stream_events(img, {**FAST, "steps": 10_000, "factor": 4}, flag, min_interval=0)
+    gen = stream_events(img, Options(**{**FAST, "steps": 10_000}, factor=4), flag, min_interval=0)
     first = next(gen)
     flag.set()
     with pytest.raises(StopIteration) as stop:

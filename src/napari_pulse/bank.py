@@ -19,8 +19,9 @@ import math
 import os
 from collections import OrderedDict
 from collections.abc import Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -28,7 +29,10 @@ from safetensors.torch import load_file, save_file
 from .degrade import Degradation
 from .events import Progress, relay
 from .generators.cache import cache_dir
-from .search import Renderer
+from .render import Renderer
+
+if TYPE_CHECKING:
+    from .job import Job, State
 
 #: Bank entries drawn per chunk (the unit of the draws' seeding).
 CHUNK = 256
@@ -258,18 +262,45 @@ def key_for(render: Renderer, degrade: Degradation, size: int, seed: int) -> Ban
 
 
 def build(
-    render: Renderer, degrade: Degradation, key: BankKey, device: torch.device, total: int
+    render: Renderer, degrade: Degradation, key: BankKey, device: torch.device
 ) -> Generator[Progress, None, torch.Tensor]:
     """The bank for ``key``, rendered and stored in :data:`CACHE`. Yields one "bank" event
-    per chunk, counted as the first steps of a job of ``total`` steps."""
+    per rendered piece (``done`` of :func:`pieces` in all)."""
     n = pieces(key.size)
     low = yield from relay(
         render_bank(render, degrade, key.size, key.seed, device),
-        lambda done: Progress("bank", done, total, done, n, math.inf),
+        lambda done: Progress("bank", done, n, done, n, math.inf),
     )
     low = low.cpu().half().float()  # as stored: a call with a cached bank chooses the same
     CACHE.put(key, low)
     return low
+
+
+class BuildBank:
+    """Stage: the warm-start bank of ``size`` draws with ``seed``, from the cache when it
+    was made before (then it plans nothing), else rendered (one step per piece)."""
+
+    name = "bank"
+
+    def __init__(self, size: int, seed: int) -> None:
+        self.size, self.seed = size, seed
+        self._key: BankKey | None = None
+
+    def key(self, job: Job) -> BankKey:
+        """The bank's cache key for ``job`` (computed once: it hashes the weights)."""
+        if self._key is None:
+            self._key = key_for(job.render, job.degrade, self.size, self.seed)
+        return self._key
+
+    def plan(self, job: Job) -> int:
+        return 0 if CACHE.get(self.key(job)) is not None else pieces(self.size)
+
+    def run(self, job: Job, state: State) -> Generator[Progress, None, State]:
+        key = self.key(job)
+        low = CACHE.get(key)
+        if low is None:
+            low = yield from build(job.render, job.degrade, key, job.device)
+        return replace(state, bank=low, bank_key=key)
 
 
 def starts(

@@ -7,28 +7,25 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import torch
 from tqdm import tqdm
 
 from . import __version__, guide
-from .api import Result, upscale
+from .api import upscale
 from .bank import atypical_warning
 from .cli_evaluate import add_evaluate
+from .cli_options import DFLT, add_search_arguments, options_from_args
 from .cli_train import add_train
-from .degrade import DEGRADATIONS
 from .events import Progress
 from .generators import available, default_for
 from .generators.files import FORMATS_HELP
 from .imageio import TIFF_SUFFIXES, read_image, write_tiff_atomic
 from .intensity import NORMALIZATIONS
-from .intermediate import MODES, IntermediateConfig, ood_warning
-from .search import SearchConfig
+from .intermediate import ood_warning
+from .result import Result
 
-DEFAULTS = SearchConfig()
 #: Bank sizes that ``--quick`` and ``--guide`` use when ``--bank`` is not given.
 QUICK_BANK = guide.QUICK_BANK
 GUIDE_BANK = guide.RECOMMENDED_BANK
@@ -51,16 +48,6 @@ class UsageError(ValueError):
     """A bad command line (paths, suffixes): reported like any other input error."""
 
 
-def _device(text: str) -> str:
-    """argparse type for ``--device``: ``auto`` or anything ``torch.device`` accepts."""
-    if text != "auto":
-        try:
-            torch.device(text)
-        except RuntimeError as exc:
-            raise argparse.ArgumentTypeError(f"not a device: {text!r} ({exc})") from exc
-    return text
-
-
 def _add_upscale(sub: Any) -> None:
     p = sub.add_parser(
         "upscale",
@@ -80,7 +67,8 @@ def _add_upscale(sub: Any) -> None:
         metavar="OUT",
         type=Path,
         required=True,
-        help="output .tif/.tiff; never the input file",
+        help="output .tif/.tiff; never the input file; with --samples N > 1 also "
+        "OUT_samples.tif and OUT_std.tif (per-pixel spread: where detail was invented)",
     )
     p.add_argument(
         "--generator",
@@ -89,114 +77,16 @@ def _add_upscale(sub: Any) -> None:
         help=f"generator to search in, a name or a weights file (default: {default_for(1)} for "
         f"grayscale, {default_for(3)} for RGB); see '{PROG} generators'",
     )
-    dflt = " (default: %(default)s)"
-    p.add_argument("--factor", type=int, default=4, help="upscaling factor, an integer >= 2" + dflt)
     p.add_argument(
-        "--degradation",
-        choices=DEGRADATIONS,
-        default="bicubic",
-        help="how a high-res image is assumed to become the input: bicubic or "
-        "area downscaling, or a Gaussian psf (needs --sigma)" + dflt,
+        "--factor", type=int, default=4, help="upscaling factor, an integer >= 2" + DFLT
     )
-    p.add_argument(
-        "--sigma",
-        type=float,
-        default=None,
-        help="psf width in high-res pixels (with --degradation psf)",
-    )
-    p.add_argument(
-        "--steps",
-        type=int,
-        default=DEFAULTS.steps,
-        help="optimiser steps of each kept start (exploring, then refining)" + dflt,
-    )
-    p.add_argument(
-        "--restarts",
-        type=int,
-        default=DEFAULTS.restarts,
-        help=f"random starts per tile; the best {DEFAULTS.keep} are refined" + dflt,
-    )
-    p.add_argument(
-        "--samples",
-        type=int,
-        default=1,
-        help="number of distinct results (at most --restarts); > 1 also writes "
-        "OUT_samples.tif and OUT_std.tif (per-pixel spread: where detail was "
-        "invented)" + dflt,
-    )
-    p.add_argument(
-        "--seed",
-        type=int,
-        default=0,
-        help="random seed; the same seed gives the same result" + dflt,
-    )
-    p.add_argument(
-        "--device",
-        type=_device,
-        default="auto",
-        help="torch device: auto (cuda, then mps, then cpu; the default), cpu, cuda, cuda:1, mps",
-    )
+    add_search_arguments(p)
     p.add_argument(
         "--normalization",
         choices=NORMALIZATIONS,
         default="auto",
         help="how intensities map to the generator's range (auto: the "
         "generator's own choice; the default)",
-    )
-    inter = IntermediateConfig()
-    p.add_argument(
-        "--mode",
-        choices=MODES,
-        default="latent",
-        help="latent: search the generator's latent only (PULSE); intermediate: then shift "
-        "its feature maps inside a ball, for images the latent cannot reach" + dflt,
-    )
-    p.add_argument(
-        "--radius",
-        type=float,
-        default=inter.radius,
-        help="intermediate mode: how far feature maps may move, relative to their usual "
-        "size" + dflt,
-    )
-    p.add_argument(
-        "--layers",
-        type=int,
-        nargs="+",
-        default=None,
-        help="intermediate mode: feature maps to search, 0 = the coarsest (default: 1 2)",
-    )
-    p.add_argument(
-        "--feature-steps",
-        type=int,
-        default=inter.steps,
-        help="intermediate mode: optimiser steps per feature map" + dflt,
-    )
-    p.add_argument(
-        "--realism",
-        type=float,
-        default=0.0,
-        help="weight of a pull toward the generator's prior (feature offsets' size; "
-        "extra GEOCROSS for per-layer latents)" + dflt,
-    )
-    p.add_argument(
-        "--bank",
-        type=int,
-        default=DEFAULTS.bank,
-        help="warm starts: each tile starts from its nearest of N prior draws, rendered once "
-        "and cached; also reports how atypical the image is for the generator; 0 = off" + dflt,
-    )
-    p.add_argument(
-        "--quick",
-        action="store_true",
-        help="a quick first wave from the warm-start bank (--bank, 4096 when not given); "
-        "only tiles it leaves above eps get the full search",
-    )
-    p.add_argument(
-        "--guide",
-        action="store_true",
-        help="guided starts: a small network fitted once on the warm-start bank (--bank, "
-        f"{GUIDE_BANK} when not given) guesses each tile's latent, and the search starts "
-        "from that guess and from ever more random directions around it",
     )
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     p.add_argument(
@@ -318,38 +208,13 @@ def _metadata(result: Result, source: Path, content: str) -> dict[str, Any]:
 
 
 def _run_upscale(args: argparse.Namespace) -> int:
+    options = options_from_args(args)
     outs = _check_paths(args)
     image = read_image(args.input)
     start = time.perf_counter()
     bar, update = _progress_bar(args.quiet)
     with bar:
-        result = upscale(
-            image,
-            generator=args.generator,
-            factor=args.factor,
-            degradation=args.degradation,
-            sigma=args.sigma,
-            steps=args.steps,
-            restarts=args.restarts,
-            samples=args.samples,
-            seed=args.seed,
-            device=args.device,
-            normalization=args.normalization,
-            mode=args.mode,
-            intermediate=IntermediateConfig(
-                layers=tuple(args.layers) if args.layers else None,
-                radius=args.radius,
-                steps=args.feature_steps,
-            ),
-            realism=args.realism,
-            config=replace(
-                DEFAULTS,
-                bank=guide.bank_size(args.bank, args.quick, args.guide),
-                quick=args.quick,
-                guide=args.guide,
-            ),
-            progress=update,
-        )
+        result = upscale(image, options=options, progress=update)
     _write(result, args.input, outs)
     elapsed = time.perf_counter() - start
     if not args.quiet:

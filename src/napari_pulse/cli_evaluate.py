@@ -9,9 +9,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from .degrade import DEGRADATIONS
-from .intermediate import MODES
-from .search import SearchConfig
+from .cli_options import DFLT, add_search_arguments, options_from_args
 
 EVALUATE_HELP = (
     "For each high-res image in HR_DIR (TIFF/PNG/JPEG; center-cropped to a multiple of "
@@ -27,26 +25,17 @@ EVALUATE_HELP = (
 
 def add_evaluate(sub: Any) -> None:
     """Register the ``evaluate`` subcommand on an argparse subparsers object."""
-    d = SearchConfig()
-    dflt = " (default: %(default)s)"
     p = sub.add_parser(
         "evaluate", help="evaluate a generator on a folder of images", description=EVALUATE_HELP
     )
     p.add_argument("hr_dir", metavar="HR_DIR", type=Path, help="folder of high-res images")
     p.add_argument("--generator", metavar="NAME", required=True, help="generator to evaluate")
     p.add_argument("--factor", type=int, required=True, help="upscaling factor, an integer >= 2")
-    p.add_argument("--degradation", choices=DEGRADATIONS, default="bicubic", help=dflt.strip())
-    p.add_argument("--sigma", type=float, default=None, help="psf width in high-res pixels")
+    add_search_arguments(p, samples=4)
     p.add_argument(
         "--limit", type=int, default=None, help="evaluate N images, chosen by --seed over names"
     )
-    p.add_argument("--samples", type=int, default=4, help="samples per image" + dflt)
-    p.add_argument("--steps", type=int, default=d.steps, help="optimiser steps" + dflt)
-    p.add_argument("--restarts", type=int, default=d.restarts, help="random starts" + dflt)
-    p.add_argument("--seed", type=int, default=0, help="random seed" + dflt)
-    p.add_argument("--mode", choices=MODES, default="latent", help="search mode" + dflt)
-    p.add_argument("--device", default="auto", help="torch device" + dflt)
-    p.add_argument("--out", type=Path, default=Path("evaluation"), help="output folder" + dflt)
+    p.add_argument("--out", type=Path, default=Path("evaluation"), help="output folder" + DFLT)
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs in OUT")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
     p.set_defaults(func=run_evaluate)
@@ -55,6 +44,7 @@ def add_evaluate(sub: Any) -> None:
 def run_evaluate(args: argparse.Namespace) -> int:
     from .evaluate import evaluate, write_csv, write_figure
 
+    options = options_from_args(args)
     outs = [args.out / "evaluation.csv", args.out / "evaluation.png"]
     if args.out.exists() and not args.out.is_dir():
         raise ValueError(f"--out must be a folder: {args.out}")
@@ -69,21 +59,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         bar.update(done - bar.n)
 
     with bar:
-        ev = evaluate(
-            args.hr_dir,
-            generator=args.generator,
-            factor=args.factor,
-            degradation=args.degradation,
-            sigma=args.sigma,
-            limit=args.limit,
-            samples=args.samples,
-            steps=args.steps,
-            restarts=args.restarts,
-            seed=args.seed,
-            device=args.device,
-            mode=args.mode,
-            progress=show,
-        )
+        ev = evaluate(args.hr_dir, options=options, limit=args.limit, progress=show)
     args.out.mkdir(parents=True, exist_ok=True)
     write_csv(ev, outs[0])
     write_figure(ev, outs[1])

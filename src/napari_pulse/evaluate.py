@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,13 +32,13 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
-from .api import iter_upscale, upscale
+from .api import upscale
 from .degrade import downscale
 from .generators import load
 from .imageio import PIL_SUFFIXES, TIFF_SUFFIXES, read_image
 from .intensity import fit_intensity
 from .metrics import psnr, spearman, ssim
-from .search import SearchConfig
+from .options import Options
 
 IMAGE_SUFFIXES = TIFF_SUFFIXES + PIL_SUFFIXES
 COLUMNS = [
@@ -115,43 +116,30 @@ def _bicubic_up(low: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return up if low.ndim == 3 else up[..., 0]
 
 
-def evaluate_image(
-    path: Path,
-    generator: str,
-    factor: int,
-    degradation: str,
-    sigma: float | None,
-    options: dict[str, Any],
-) -> ImageResult:
+def evaluate_image(path: Path, options: Options) -> ImageResult:
     """Degrade, upscale and measure one high-res image (see the module docstring)."""
     raw = read_image(path)
     if not (raw.ndim == 2 or (raw.ndim == 3 and raw.shape[-1] == 3)):
         raise ValueError(
             f"{path.name}: evaluate takes single (Y, X) or (Y, X, 3) images, got shape {raw.shape}"
         )
+    factor, degradation, sigma = options.factor, options.degradation, options.sigma
     hr = center_crop(raw, factor)
     if min(hr.shape[:2]) < max(MIN_SIZE, 2 * factor):
         raise ValueError(
             f"{path.name}: {raw.shape[0]}x{raw.shape[1]} pixels is too small to evaluate at "
             f"factor {factor} (need at least {max(MIN_SIZE, 2 * factor)} pixels per side)"
         )
-    mode = load(generator).card.normalization
+    generator = options.generator
+    gen = load(generator) if isinstance(generator, str | os.PathLike) else generator
+    mode = gen.card.normalization
     truth = np.clip(fit_intensity(hr, mode).to_unit(hr), 0, 1)
     scale = 255 if raw.dtype == np.uint8 else 65535
     dtype = np.uint8 if scale == 255 else np.uint16
     low = np.rint(np.clip(downscale(truth, factor, degradation, sigma), 0, 1) * scale)
     low = low.astype(dtype)
     start = time.perf_counter()
-    r = upscale(
-        low,
-        generator=generator,
-        factor=factor,
-        degradation=degradation,
-        sigma=sigma,
-        normalization="range",
-        rgb=truth.ndim == 3,
-        **options,
-    )
+    r = upscale(low, options=replace(options, normalization="range", rgb=truth.ndim == 3))
     seconds = time.perf_counter() - start
     low_u = low.astype(np.float32) / scale
     bicubic = _bicubic_up(low_u, truth.shape[:2])
@@ -194,56 +182,38 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 def evaluate(
     hr_dir: str | Path,
+    options: Options | None = None,
     *,
-    generator: str,
-    factor: int,
-    degradation: str = "bicubic",
-    sigma: float | None = None,
     limit: int | None = None,
-    samples: int = 4,
-    steps: int = SearchConfig.steps,
-    restarts: int = SearchConfig.restarts,
-    seed: int = 0,
-    device: str = "auto",
-    eps: float = 2e-3,
-    mode: str = "latent",
-    config: SearchConfig | None = None,
     progress: Callable[[int, int, str], Any] | None = None,
+    **settings: Any,
 ) -> Evaluation:
-    """Evaluate ``generator`` on the images of ``hr_dir``; ``progress(done, total, name)``.
-    ``config`` sets the search's other settings (a warm-start bank, guided starts)."""
-    files = find_images(hr_dir, limit, seed)
-    options = {
-        "steps": steps,
-        "restarts": restarts,
-        "samples": samples,
-        "seed": seed,
-        "device": device,
-        "eps": eps,
-        "mode": mode,
-    }
-    if config is not None:
-        options["config"] = config
-    check = iter_upscale(  # checks every setting now (and loads the generator), runs nothing
-        np.zeros((2, 2), np.uint8),
-        generator=generator,
-        factor=factor,
-        degradation=degradation,
-        sigma=sigma,
-        **options,
-    )
-    check.close()
+    """Evaluate a generator on the images of ``hr_dir``; ``progress(done, total, name)``.
+
+    The upscale settings are an :class:`~napari_pulse.options.Options` (``options``) or its
+    fields as keywords (``settings``, over ``options``): ``generator`` and ``factor`` are
+    needed; ``samples`` defaults to 4; ``config`` sets the search's other settings and its
+    start strategies (a warm-start bank, guided starts, a quick wave). ``limit`` evaluates
+    that many images, chosen by the seed over the file names.
+    """
+    if options is None:
+        settings = {"samples": 4, **settings}
+        if "generator" not in settings or "factor" not in settings:
+            raise TypeError("evaluate needs a generator and a factor")
+    opts = replace(options or Options(), **settings)
+    if opts.generator is None:
+        raise ValueError("evaluate needs a generator")
+    files = find_images(hr_dir, limit, opts.seed)
+    # Check what depends on the generator now (and load it), before any image is read.
+    opts.resolve(rgb=False)
     results = []
     for i, path in enumerate(files):
         if progress is not None:
             progress(i, len(files), path.name)
-        results.append(evaluate_image(path, generator, factor, degradation, sigma, options))
+        results.append(evaluate_image(path, opts))
     if progress is not None:
         progress(len(files), len(files), "")
-    params = {"generator": generator, "factor": factor, "degradation": degradation}
-    params.update(sigma=sigma, folder=str(hr_dir), images=len(files), **options)
-    if config is not None:
-        params["config"] = dict(config.__dict__)
+    params = {**opts.describe(), "folder": str(hr_dir), "images": len(files)}
     return Evaluation(results, summarize([r.row for r in results]), params)
 
 

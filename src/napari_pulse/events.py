@@ -61,3 +61,12 @@ def relay(inner: Generator[T, Any, R], event: Callable[[T], Any]) -> Generator[A
         except StopIteration as stop:
             return stop.value
         yield event(item)
+
+
+def ticks_as_progress(
+    stage: str, at: int, plan: int, batch: int, batches: int
+) -> Callable[[Any], Progress]:
+    """Map an optimiser loop's ticks (``steps`` done, ``worst`` MSE) to a stage's events:
+    ``at`` steps of the stage's ``plan`` were done before this loop, which is ``batch`` of
+    ``batches``."""
+    return lambda tick: Progress(stage, at + tick.steps, plan, batch, batches, tick.worst)

@@ -17,13 +17,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Generator
+from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
+from . import bank
 from .bank import BankKey, TensorCache
 from .events import Progress, relay
-from .search import project_to_sphere
+from .optim import project_to_sphere
+
+if TYPE_CHECKING:
+    from .job import Job, State
 
 #: Hidden width of the guide's two hidden layers.
 HIDDEN = 512
@@ -143,17 +149,41 @@ def events() -> int:
     return STEPS // EVENT
 
 
-def build(
-    low: torch.Tensor, latents: torch.Tensor, seed: int, total: int, done: int
-) -> Generator[Progress, None, Guide]:
-    """:func:`fit` as "guide" progress events, counted from ``done`` in a job of ``total``."""
+def build(low: torch.Tensor, latents: torch.Tensor, seed: int) -> Generator[Progress, None, Guide]:
+    """:func:`fit` as "guide" progress events (``done`` of :func:`events` in all)."""
     n = events()
 
     def event(step: int) -> Progress:
         i = step // EVENT
-        return Progress("guide", done + i, total, i, n, math.inf)
+        return Progress("guide", i, n, i, n, math.inf)
 
     return (yield from relay(fit(low, latents, seed), event))
+
+
+class FitGuide:
+    """Stage: the guide fitted on the bank of the ``bank`` stage, from the cache when it was
+    fitted before (then it plans nothing)."""
+
+    name = "guide"
+
+    def __init__(self, bank_stage: bank.BuildBank) -> None:
+        self.bank_stage = bank_stage
+
+    def _cached(self, job: Job) -> Guide | None:
+        low_shape = tuple(job.lr_tiles.shape[1:])
+        return cached(self.bank_stage.key(job), low_shape, job.render.g.latent_shape)
+
+    def plan(self, job: Job) -> int:
+        return 0 if self._cached(job) is not None else events()
+
+    def run(self, job: Job, state: State) -> Generator[Progress, None, State]:
+        guesser = self._cached(job)
+        if guesser is None:
+            key = state.bank_key
+            latents = bank.latents(job.render.g, key.size, key.seed).to(job.device)
+            guesser = yield from build(state.bank.to(job.device), latents, key.seed)
+            store(key, guesser)
+        return replace(state, guide=guesser)
 
 
 def spread(k: int) -> torch.Tensor:

@@ -13,15 +13,17 @@ it was given.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import torch
 
-from .degrade import Degradation
-from .events import Progress
-from .search import Renderer, SearchConfig, cosine
+from .events import Progress, relay, ticks_as_progress
+from .optim import Below, cosine, optimise
+
+if TYPE_CHECKING:
+    from .job import Job, State
 
 MODES = ("latent", "intermediate")
 NORMS = ("l2", "l1")
@@ -109,88 +111,77 @@ def relative_size(delta: torch.Tensor, scale: float, norm: str) -> torch.Tensor:
     return flat.pow(2).mean(1).sqrt() if norm == "l2" else flat.abs().mean(1)
 
 
-def search_features(
-    render: Renderer,
-    degrade: Degradation,
-    targets: torch.Tensor,
-    z: torch.Tensor,
-    noise: list[torch.Tensor],
-    cfg: SearchConfig,
-    icfg: IntermediateConfig,
-    layers: tuple[int, ...],
-    progress: dict,
-) -> Generator[Progress, None, tuple[dict[int, torch.Tensor], torch.Tensor, torch.Tensor]]:
-    """Fit feature offsets for rows ``z`` ``(R, ...)`` against ``targets`` ``(R, C, h, w)``.
+class FeatureSearch:
+    """Stage: feature offsets for every chosen sample, one layer at a time, from its latent
+    (see the module docstring); sets the samples' offsets, images and out-of-domain score."""
 
-    Returns the offsets per layer ``(R, *shape)``, every row's out-of-domain score (the
-    share of the ball its offsets use, averaged over layers: 0 to 1) and its images.
-    """
-    g = render.g
-    shapes, scales = g.feature_shapes(), g.feature_scales()
-    rows = z.shape[0]
-    offsets: dict[int, torch.Tensor] = {}
-    batches = cfg.batches(rows, 1)
-    score = torch.zeros(rows, device=z.device)
-    images = torch.empty((rows, render.channels, *render.crop), device=z.device)
-    for li, layer in enumerate(layers):
-        found = torch.zeros((rows, *shapes[layer]), device=z.device)
-        for b, idx in enumerate(batches):
-            sel = torch.tensor(idx, device=z.device)
-            fixed = {k: o[sel] for k, o in offsets.items()}
-            zb, nb = z[sel], [n[sel] for n in noise]
-            delta = torch.zeros((len(idx), *shapes[layer]), device=z.device, requires_grad=True)
-            opt = torch.optim.Adam([delta], lr=icfg.lr * scales[layer])
-            best = torch.full((len(idx),), math.inf, device=z.device)
-            best_delta = delta.detach().clone()
-            start = progress["done"]
-            for step in range(icfg.steps + 1):
-                final = step == icfg.steps
-                with torch.set_grad_enabled(not final):
-                    img = render(zb, nb or None, {**fixed, layer: delta})
-                    diff = degrade(img) - targets[sel]
-                    mse = diff.pow(2).flatten(1).mean(1)
-                    loss = cfg.l2_weight * mse
-                    if icfg.realism:
-                        rel = delta.flatten(1) / scales[layer]
-                        loss = loss + icfg.realism * rel.pow(2).mean(1)
-                with torch.no_grad():
-                    better = mse < best
-                    best = torch.where(better, mse, best)
-                    best_delta[better] = delta.detach()[better]
-                    if li == len(layers) - 1:
-                        images[sel[better]] = img.detach()[better]
-                if final:
-                    break
-                for group in opt.param_groups:
-                    group["lr"] = icfg.lr * scales[layer] * cosine(step, icfg.steps)
-                opt.zero_grad(set_to_none=True)
-                loss.sum().backward()
-                opt.step()
-                project_ball(delta, icfg.radius * scales[layer], icfg.norm)
-                with torch.no_grad():  # settled rows keep their best offsets
-                    settled = best <= icfg.settle * cfg.eps
-                    delta[settled] = best_delta[settled]
-                if bool(settled.all()):
-                    progress["done"] = start + icfg.steps
-                    break
-                progress["done"] = start + step + 1
-                yield Progress(
-                    "features",
-                    progress["done"],
-                    progress["total"],
-                    li * len(batches) + b + 1,
-                    len(layers) * len(batches),
-                    float(best.max()),
-                )
-            found[sel] = best_delta
-        offsets[layer] = found
-        score += relative_size(found, scales[layer], icfg.norm) / icfg.radius / len(layers)
-    return offsets, score, images
+    name = "features"
 
+    def __init__(self, icfg: IntermediateConfig, layers: tuple[int, ...]) -> None:
+        self.icfg, self.layers = icfg, layers
 
-def planned_feature_steps(rows: int, n_layers: int, icfg: IntermediateConfig, batch: int) -> int:
-    """Optimiser steps of :func:`search_features` (for progress bars)."""
-    return n_layers * math.ceil(rows / batch) * icfg.steps
+    def plan(self, job: Job) -> int:
+        rows = job.n_units * job.samples
+        return len(self.layers) * len(job.cfg.batches(rows, 1)) * self.icfg.steps
+
+    def run(self, job: Job, state: State) -> Generator[Progress, None, State]:
+        c, icfg = state.chosen, self.icfg
+        g, n_units, n = job.render.g, job.n_units, job.samples
+        targets = job.lr_tiles.repeat_interleave(n, dim=0)
+        z, noise = c.z.flatten(0, 1), [x.flatten(0, 1) for x in c.noise]
+        shapes, scales = g.feature_shapes(), g.feature_scales()
+        rows, batches, plan = z.shape[0], job.cfg.batches(z.shape[0], 1), self.plan(job)
+        offsets: dict[int, torch.Tensor] = {}
+        score = torch.zeros(rows, device=z.device)
+        images = torch.empty((rows, job.render.channels, *job.render.crop), device=z.device)
+        for li, layer in enumerate(self.layers):
+            found = torch.zeros((rows, *shapes[layer]), device=z.device)
+            last = li == len(self.layers) - 1
+            for b, idx in enumerate(batches):
+                sel = torch.tensor(idx, device=z.device)
+                fixed = {k: o[sel] for k, o in offsets.items()}
+                fit = self._fit(job, targets[sel], z[sel], [x[sel] for x in noise], fixed, layer)
+                i, n_fits = li * len(batches) + b, len(self.layers) * len(batches)
+                events = ticks_as_progress(self.name, i * icfg.steps, plan, i + 1, n_fits)
+                best = yield from relay(fit, events)
+                found[sel] = best.values[0]
+                if last:
+                    images[sel] = best.images
+            offsets[layer] = found
+            score += relative_size(found, scales[layer], icfg.norm) / icfg.radius / len(self.layers)
+        chosen = replace(
+            c,
+            offsets={k: o.view(n_units, n, *o.shape[1:]) for k, o in offsets.items()},
+            ood=score.view(n_units, n),
+            images=images.view(n_units, n, *images.shape[1:]),
+        )
+        return replace(state, chosen=chosen)
+
+    def _fit(self, job: Job, targets, z, noise, fixed, layer: int):
+        """The optimiser loop on one layer's offsets for rows ``z`` (the others fixed)."""
+        icfg, render = self.icfg, job.render
+        shape, scale = render.g.feature_shapes()[layer], render.g.feature_scales()[layer]
+        delta = torch.zeros((z.shape[0], *shape), device=z.device, requires_grad=True)
+
+        def objective():
+            img = render(z, noise or None, {**fixed, layer: delta})
+            mse = (job.degrade(img) - targets).pow(2).flatten(1).mean(1)
+            loss = job.cfg.l2_weight * mse
+            if icfg.realism:
+                loss = loss + icfg.realism * (delta.flatten(1) / scale).pow(2).mean(1)
+            return loss, mse, img
+
+        images = torch.empty((z.shape[0], render.channels, *render.crop), device=z.device)
+        return optimise(
+            [delta],
+            objective,
+            icfg.steps,
+            lambda s: icfg.lr * scale * cosine(s, icfg.steps),
+            lambda: project_ball(delta, icfg.radius * scale, icfg.norm),
+            track=[delta],
+            images=images,
+            settle=Below(icfg.settle * job.cfg.eps),
+        )
 
 
 #: Share of the feature ball above which a result is flagged as out of the generator's domain.

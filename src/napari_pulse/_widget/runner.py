@@ -19,6 +19,7 @@ import numpy as np
 
 from ..api import iter_upscale
 from ..events import Finished, Progress
+from ..options import Options
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ class Snapshot:
 
 def stream_events(
     image: np.ndarray,
-    options: dict[str, Any],
+    options: Options,
     cancel: threading.Event,
     min_interval: float = 0.1,
     preview_interval: float | None = 0.5,
@@ -60,7 +61,7 @@ def stream_events(
     worker thread; other events carry none, so the main thread never touches the search.
     """
     try:
-        stream = iter_upscale(image, **options)
+        stream = iter_upscale(image, options=options)
     except Exception as exc:  # noqa: BLE001 - bad choices: the core's message for the user
         return Failed(exc)
     last = last_preview = -np.inf
@@ -124,7 +125,7 @@ class UpscaleJob:
     def __init__(
         self,
         image: np.ndarray,
-        options: dict[str, Any],
+        options: Options,
         *,
         on_result: Callable[[Any], None],
         on_error: Callable[[BaseException], None],

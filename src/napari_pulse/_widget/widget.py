@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +25,7 @@ from ..degrade import DEGRADATIONS
 from ..generators import available, default_for, load
 from ..generators.registry import GeneratorInfo
 from ..intermediate import MODES, IntermediateConfig, ood_warning
+from ..options import Options, present_devices, starts_config
 from ..search import SearchConfig
 from .layers import preview_layer, result_layers
 from .runner import UpscaleJob
@@ -50,15 +52,7 @@ NOT_EXPLAINED = (
 
 def devices() -> list[str]:
     """``auto`` plus the torch devices present on this machine."""
-    import torch
-
-    found = ["auto", "cpu"]
-    if torch.cuda.is_available():
-        found.append("cuda")
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        found.append("mps")
-    return found
+    return ["auto", *present_devices()]
 
 
 class UpscaleWidget(Container):
@@ -78,63 +72,8 @@ class UpscaleWidget(Container):
         ] + [(FROM_FILE, FROM_FILE)]
         self._gen_current: str | None = None
 
-        self.image = ComboBox(label="image", choices=self._image_layers, nullable=True)
-        self.generator = ComboBox(label="generator", choices=lambda _w: self._gen_choices)
-        self.generator_info = Label(label="")
-        self._factors: list[int] = []
-        # Callables, not lists: napari calls reset_choices() on dock widgets as layers
-        # change, which would put a static list back to its initial value.
-        self.factor = ComboBox(label="factor", choices=lambda _w: self._factors)
-        self.degradation = ComboBox(label="degradation", choices=list(DEGRADATIONS))
-        self.sigma = FloatSpinBox(
-            label="PSF sigma", value=1.0, min=0.1, max=50.0, step=0.1, visible=False
-        )
-        self.quality = ComboBox(label="quality", choices=list(PRESETS), value="balanced")
-        self.advanced = CheckBox(text="advanced settings", value=False)
-        steps, restarts = PRESETS["balanced"]
-        self.steps = SpinBox(label="steps", value=steps, min=1, max=100_000, visible=False)
-        self.restarts = SpinBox(label="restarts", value=restarts, min=1, max=10_000, visible=False)
-        self.samples = SpinBox(label="samples", value=1, min=1, max=64, visible=False)
-        self.eps = FloatSpinBox(
-            label="eps (low-res MSE)", value=2e-3, min=1e-6, max=1.0, step=1e-4, visible=False
-        )
-        self.seed = SpinBox(label="seed", value=0, min=0, max=2**31 - 1, visible=False)
-        self.mode = ComboBox(label="search", choices=list(MODES), value="latent")
-        self.mode.tooltip = (
-            "latent: the generator's latent only (PULSE). intermediate: then its feature maps, "
-            "inside a ball, for images the latent alone cannot reach"
-        )
-        self.radius = FloatSpinBox(
-            label="feature radius",
-            value=IntermediateConfig.radius,
-            min=0.01,
-            max=5.0,
-            step=0.05,
-            visible=False,
-        )
-        self.realism = FloatSpinBox(
-            label="realism", value=0.0, min=0.0, max=1000.0, step=0.1, visible=False
-        )
-        self.bank = SpinBox(
-            label="warm-start bank", value=0, min=0, max=65536, step=1024, visible=False
-        )
-        self.bank.tooltip = (
-            "0: random starts. N: each tile starts from its nearest of N draws of the "
-            "generator, rendered once (the first run takes longer) and cached; also tells "
-            "you when the image looks unlike anything the generator draws"
-        )
-        self.quick = CheckBox(text="quick first wave", value=False, visible=False)
-        self.quick.tooltip = (
-            "each tile first tries its nearest bank draws on a small budget; only tiles "
-            f"left above eps get the full search (a bank of {guide.QUICK_BANK} when the bank is 0)"
-        )
-        self.guided = CheckBox(text="guided starts", value=False, visible=False)
-        self.guided.tooltip = (
-            "a small network, fitted once on the bank, guesses each tile's latent; the "
-            "starts spread from that guess to random ones. Finds fits that random starts "
-            f"miss (a bank of {guide.RECOMMENDED_BANK} when the bank is 0; the first run "
-            "takes longer)"
-        )
+        self._make_choices()
+        self._make_strategies()
         self.device = ComboBox(label="device", choices=devices())
         self.region = ComboBox(label="region", choices=self._regions)
         self.all_planes = CheckBox(text="all planes (nD layers)", value=False)
@@ -198,6 +137,70 @@ class UpscaleWidget(Container):
         self.image.changed.connect(self._default_generator)
         self._on_layers()
         self._default_generator()
+
+    def _make_choices(self) -> None:
+        """The image, generator, factor, degradation and budget choices."""
+        self.image = ComboBox(label="image", choices=self._image_layers, nullable=True)
+        self.generator = ComboBox(label="generator", choices=lambda _w: self._gen_choices)
+        self.generator_info = Label(label="")
+        self._factors: list[int] = []
+        # Callables, not lists: napari calls reset_choices() on dock widgets as layers
+        # change, which would put a static list back to its initial value.
+        self.factor = ComboBox(label="factor", choices=lambda _w: self._factors)
+        self.degradation = ComboBox(label="degradation", choices=list(DEGRADATIONS))
+        self.sigma = FloatSpinBox(
+            label="PSF sigma", value=1.0, min=0.1, max=50.0, step=0.1, visible=False
+        )
+        self.quality = ComboBox(label="quality", choices=list(PRESETS), value="balanced")
+        self.advanced = CheckBox(text="advanced settings", value=False)
+        steps, restarts = PRESETS["balanced"]
+        self.steps = SpinBox(label="steps", value=steps, min=1, max=100_000, visible=False)
+        self.restarts = SpinBox(label="restarts", value=restarts, min=1, max=10_000, visible=False)
+        self.samples = SpinBox(label="samples", value=1, min=1, max=64, visible=False)
+        self.eps = FloatSpinBox(
+            label="eps (low-res MSE)", value=2e-3, min=1e-6, max=1.0, step=1e-4, visible=False
+        )
+        self.seed = SpinBox(label="seed", value=0, min=0, max=2**31 - 1, visible=False)
+
+    def _make_strategies(self) -> None:
+        """The search mode and the advanced strategy choices (feature radius, realism, the
+        warm-start bank, the quick wave, guided starts)."""
+        self.mode = ComboBox(label="search", choices=list(MODES), value="latent")
+        self.mode.tooltip = (
+            "latent: the generator's latent only (PULSE). intermediate: then its feature maps, "
+            "inside a ball, for images the latent alone cannot reach"
+        )
+        self.radius = FloatSpinBox(
+            label="feature radius",
+            value=IntermediateConfig.radius,
+            min=0.01,
+            max=5.0,
+            step=0.05,
+            visible=False,
+        )
+        self.realism = FloatSpinBox(
+            label="realism", value=0.0, min=0.0, max=1000.0, step=0.1, visible=False
+        )
+        self.bank = SpinBox(
+            label="warm-start bank", value=0, min=0, max=65536, step=1024, visible=False
+        )
+        self.bank.tooltip = (
+            "0: random starts. N: each tile starts from its nearest of N draws of the "
+            "generator, rendered once (the first run takes longer) and cached; also tells "
+            "you when the image looks unlike anything the generator draws"
+        )
+        self.quick = CheckBox(text="quick first wave", value=False, visible=False)
+        self.quick.tooltip = (
+            "each tile first tries its nearest bank draws on a small budget; only tiles "
+            f"left above eps get the full search (a bank of {guide.QUICK_BANK} when the bank is 0)"
+        )
+        self.guided = CheckBox(text="guided starts", value=False, visible=False)
+        self.guided.tooltip = (
+            "a small network, fitted once on the bank, guesses each tile's latent; the "
+            "starts spread from that guess to random ones. Finds fits that random starts "
+            f"miss (a bank of {guide.RECOMMENDED_BANK} when the bank is 0; the first run "
+            "takes longer)"
+        )
 
     # -- choices kept in sync -------------------------------------------------------------
 
@@ -334,30 +337,26 @@ class UpscaleWidget(Container):
 
     # -- running --------------------------------------------------------------------------
 
-    def options(self) -> dict[str, Any]:
-        """The widget's choices as keyword arguments of :func:`napari_pulse.iter_upscale`."""
-        opts: dict[str, Any] = {
-            "generator": self.generator.value,
-            "factor": self.factor.value,
-            "degradation": self.degradation.value,
-            "steps": int(self.steps.value),
-            "restarts": int(self.restarts.value),
-            "samples": int(self.samples.value),
-            "eps": float(self.eps.value),
-            "seed": int(self.seed.value),
-            "device": self.device.value,
-            "mode": self.mode.value,
-            "realism": float(self.realism.value),
-        }
+    def options(self) -> Options:
+        """The widget's choices as the options of one upscale (checked: a bad combination
+        raises the core's ``ValueError``)."""
         quick, guided = bool(self.quick.value), bool(self.guided.value)
-        size = guide.bank_size(int(self.bank.value), quick, guided)
-        if size:
-            opts["config"] = SearchConfig(bank=size, quick=quick, guide=guided)
-        if self.mode.value == "intermediate":
-            opts["intermediate"] = IntermediateConfig(radius=float(self.radius.value))
-        if self.degradation.value == "psf":
-            opts["sigma"] = float(self.sigma.value)
-        return opts
+        return Options(
+            generator=self.generator.value,
+            factor=self.factor.value,
+            degradation=self.degradation.value,
+            sigma=float(self.sigma.value) if self.degradation.value == "psf" else None,
+            steps=int(self.steps.value),
+            restarts=int(self.restarts.value),
+            samples=int(self.samples.value),
+            eps=float(self.eps.value),
+            seed=int(self.seed.value),
+            device=self.device.value,
+            mode=self.mode.value,
+            realism=float(self.realism.value),
+            config=starts_config(int(self.bank.value), quick, guided),
+            intermediate=IntermediateConfig(radius=float(self.radius.value)),
+        )
 
     def _region_box(self, layer: Image, region: str) -> tuple[slice, slice]:
         """Rows and columns of ``layer``'s data inside the chosen region."""
@@ -425,13 +424,12 @@ class UpscaleWidget(Container):
             return None
         all_planes = overrides.pop("all_planes", self.all_planes.value)
         region = overrides.pop("region", self.region.value)
-        opts = {**self.options(), **overrides}
         try:
+            opts = replace(self.options(), **overrides, rgb=bool(layer.rgb))
             data, offset = self._input(layer, all_planes, region)
         except Exception as exc:  # noqa: BLE001 - reported to the user, never a traceback
             self._error(str(exc))
             return None
-        opts["rgb"] = bool(layer.rgb)
         source = {
             "source_name": layer.name,
             "scale": tuple(layer.scale),
@@ -448,11 +446,11 @@ class UpscaleWidget(Container):
             on_error=lambda exc: self._error(str(exc) or type(exc).__name__),
             on_done=self._done,
             on_progress=lambda event: self._show_preview(event, opts, source),
-            description=f"Upscaling {layer.name} x{opts['factor']}",
+            description=f"Upscaling {layer.name} x{opts.factor}",
         )
         self.run_button.enabled = False
         self.cancel_button.enabled = True
-        self.status.value = f"upscaling {layer.name} x{opts['factor']}..."
+        self.status.value = f"upscaling {layer.name} x{opts.factor}..."
         return self.job.start()
 
     def cancel(self) -> None:
@@ -461,7 +459,7 @@ class UpscaleWidget(Container):
             self.job.cancel()
             self.status.value = "cancelling..."
 
-    def _show_preview(self, event: Any, opts: dict[str, Any], source: dict[str, Any]) -> None:
+    def _show_preview(self, event: Any, opts: Options, source: dict[str, Any]) -> None:
         """Live preview: a layer that shows the current best image while the search runs."""
         if event.preview is None or self.job is None or self.job.cancelled:
             return  # also a late event, handled after the job was done
@@ -472,7 +470,7 @@ class UpscaleWidget(Container):
         data, meta = preview_layer(
             image,
             generator=_generator_name(opts, self._generators),
-            factor=opts["factor"],
+            factor=opts.factor,
             **source,
         )
         self._preview = self.viewer.add_image(data, **meta)
@@ -482,10 +480,10 @@ class UpscaleWidget(Container):
             self.viewer.layers.remove(self._preview)
         self._preview = None
 
-    def _add_result(self, result: Any, opts: dict[str, Any], source: dict[str, Any]) -> None:
+    def _add_result(self, result: Any, opts: Options, source: dict[str, Any]) -> None:
         self._drop_preview()
         name = _generator_name(opts, self._generators)
-        tuples = result_layers(result, generator=name, factor=opts["factor"], **source)
+        tuples = result_layers(result, generator=name, factor=opts.factor, **source)
         added = [self.viewer.add_image(data, **meta) for data, meta, _ in tuples]
         self.viewer.layers.selection.active = added[0]
         msg = f"{added[0].name}: low-res PSNR {result.lr_psnr:.1f} dB"
@@ -511,9 +509,9 @@ class UpscaleWidget(Container):
         self.run_button.enabled = bool(self._factors)
 
 
-def _generator_name(opts: dict[str, Any], known: dict[str, GeneratorInfo]) -> str:
+def _generator_name(opts: Options, known: dict[str, GeneratorInfo]) -> str:
     """The generator's name for layer names: a file's card name rather than its path."""
-    gen = opts["generator"]
+    gen = opts.generator
     if not isinstance(gen, str):
         return gen.name
     return known[gen].name if gen in known else gen

@@ -137,21 +137,7 @@ def train(cfg: TrainConfig, on_progress: Callable[[TrainProgress], None] | None 
     g_opt = torch.optim.Adam(g.parameters(), lr=cfg.lr, betas=(0.0, 0.99))
     d_opt = torch.optim.Adam(d.parameters(), lr=cfg.lr * d_ratio, betas=(0.0, 0.99**d_ratio))
     fixed_z = torch.randn(32, cfg.style_dim, generator=torch.Generator().manual_seed(1))
-    step = 0
-    if ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location=device, weights_only=True)
-        if state["config"]["resolution"] != cfg.resolution or state["config"]["widths"] != {
-            str(k): v for k, v in cfg.widths.items()
-        }:
-            raise ValueError(f"{ckpt_path} was made with another model configuration")
-        g.load_state_dict(state["g"])
-        d.load_state_dict(state["d"])
-        g_ema.load_state_dict(state["g_ema"])
-        g_opt.load_state_dict(state["g_opt"])
-        d_opt.load_state_dict(state["d_opt"])
-        step = int(state["step"])
-        torch.set_rng_state(state["torch_rng"])
-        data.rng = np.random.default_rng(int(state["data_seed"]))
+    step = _resume(cfg, ckpt_path, device, g, d, g_ema, g_opt, d_opt, data)
     beta_half = cfg.ema_half_life_kimg * 1000
     t0, seen0 = time.perf_counter(), step * cfg.batch
     r1_val = 0.0
@@ -184,11 +170,7 @@ def train(cfg: TrainConfig, on_progress: Callable[[TrainProgress], None] | None 
         seen = (step + 1) * cfg.batch
         half = min(beta_half, seen * 0.05)
         beta = 0.5 ** (cfg.batch / max(half, 1e-8))
-        with torch.no_grad():
-            for pe, p in zip(g_ema.parameters(), g.parameters(), strict=True):
-                pe.lerp_(p, 1 - beta)
-            for be, b in zip(g_ema.buffers(), g.buffers(), strict=True):
-                be.copy_(b)
+        _average(g_ema, g, beta)
         step += 1
         if on_progress is not None:
             rate = (seen - seen0) / max(time.perf_counter() - t0, 1e-9)
@@ -205,6 +187,35 @@ def train(cfg: TrainConfig, on_progress: Callable[[TrainProgress], None] | None 
                 save_grid(grid, samples_dir / f"step-{step:07d}.png")
             _export(cfg, g_ema, data, step, out)
     return out
+
+
+def _resume(cfg, path: Path, device, g, d, g_ema, g_opt, d_opt, data: CropSampler) -> int:
+    """Load the checkpoint at ``path`` into the models, optimisers and data stream, when it
+    exists; returns the step to go on from (0 without one)."""
+    if not path.exists():
+        return 0
+    state = torch.load(path, map_location=device, weights_only=True)
+    if state["config"]["resolution"] != cfg.resolution or state["config"]["widths"] != {
+        str(k): v for k, v in cfg.widths.items()
+    }:
+        raise ValueError(f"{path} was made with another model configuration")
+    g.load_state_dict(state["g"])
+    d.load_state_dict(state["d"])
+    g_ema.load_state_dict(state["g_ema"])
+    g_opt.load_state_dict(state["g_opt"])
+    d_opt.load_state_dict(state["d_opt"])
+    torch.set_rng_state(state["torch_rng"])
+    data.rng = np.random.default_rng(int(state["data_seed"]))
+    return int(state["step"])
+
+
+def _average(g_ema: torch.nn.Module, g: torch.nn.Module, beta: float) -> None:
+    """One step of the generator's exponential moving average (buffers copied)."""
+    with torch.no_grad():
+        for pe, p in zip(g_ema.parameters(), g.parameters(), strict=True):
+            pe.lerp_(p, 1 - beta)
+        for be, b in zip(g_ema.buffers(), g.buffers(), strict=True):
+            be.copy_(b)
 
 
 def _checkpoint(cfg, step, g, d, g_ema, g_opt, d_opt, data: CropSampler, path: Path) -> None:

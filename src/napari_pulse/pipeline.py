@@ -1,0 +1,90 @@
+"""The search as a pipeline of stages, built from the options in one place and run by one runner.
+
+A pipeline is a list of stages (:class:`~napari_pulse.job.Stage`), each a small object that
+plans its share of the progress total and turns one :class:`~napari_pulse.job.State` into
+the next. :func:`build` is the only place where the search's strategy settings (warm-start
+bank, guided starts, quick wave, intermediate mode) are read; every other piece of code is
+given objects. The default pipeline is::
+
+    LatentSearch(blind starts) -> ChooseSamples -> SeamBlend
+
+and the strategies add or swap pieces::
+
+    bank      BuildBank first; the search starts from each tile's nearest bank entries
+    guide     BuildBank, FitGuide; the search starts spread from the guide's guess
+    quick     BuildBank; LatentSearch("quick", nearest starts, small budget) first, so
+              the full search only sees the tiles it left above eps
+    features  FeatureSearch after ChooseSamples (``mode="intermediate"``)
+
+:func:`run` sums the stages' plans into one total, moves one ledger from stage to stage
+(a stage that stops early leaves the rest of its share unused), re-bases every event on it
+and attaches the live preview.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from dataclasses import replace
+from typing import Any
+
+from . import guide
+from .bank import BuildBank
+from .blend import SeamBlend
+from .candidates import ChooseSamples
+from .events import Progress, relay
+from .guide import FitGuide
+from .intermediate import FeatureSearch
+from .job import Job, Stage, State
+from .options import Setup
+from .search import LatentSearch
+from .starts import BlindStarts, GuidedStarts, NearestStarts
+
+
+def build(setup: Setup) -> list[Stage]:
+    """The stages for these options, in order (see the module docstring)."""
+    cfg, seed = setup.cfg, setup.seed
+    stages: list[Stage] = []
+    starts = BlindStarts()
+    if cfg.bank:
+        needed = cfg.quick_wave().restarts if cfg.quick else cfg.restarts  # starts it supplies
+        # Guided starts take their randomness from ``seed`` and the bank is only the
+        # guide's training set: one bank (seed 0) then serves every seed.
+        bank_seed = guide.BANK_SEED if cfg.guide else seed
+        bank = BuildBank(max(cfg.bank, needed), bank_seed)
+        stages.append(bank)
+        if cfg.guide:
+            stages.append(FitGuide(bank))
+            starts = GuidedStarts()
+        elif not cfg.quick:
+            starts = NearestStarts()
+    if cfg.quick:
+        stages.append(LatentSearch(cfg.quick_wave(), NearestStarts(), "quick"))
+    stages.append(LatentSearch(cfg, starts))
+    stages.append(ChooseSamples())
+    if setup.mode == "intermediate":
+        stages.append(FeatureSearch(setup.intermediate, setup.layers))
+    stages.append(SeamBlend())
+    return stages
+
+
+def run(
+    job: Job,
+    stages: list[Stage],
+    preview: Callable[[], Any] | None = None,
+    state: State | None = None,
+) -> Generator[Progress, None, State]:
+    """Run ``stages`` in order on ``job``; yields every stage's events on one ledger (a
+    total planned up front) with ``preview`` attached; returns the last state."""
+    plans = [stage.plan(job) for stage in stages]
+    total = sum(plans)
+    state = state or State()
+    done = 0
+    for stage, plan in zip(stages, plans, strict=True):
+        state = yield from relay(
+            stage.run(job, state),
+            lambda event, at=done: replace(
+                event, done=at + event.done, total=total, preview=preview
+            ),
+        )
+        done += plan
+    return state

@@ -1,0 +1,169 @@
+"""What an upscale returns (:class:`Result`), and how the pipeline's mosaics become one."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import __version__, bank
+from .degrade import Degradation
+from .intensity import Intensity, cast_like
+from .job import Job, State
+from .layout import Layout
+from .options import Setup
+from .tiling import TileGrid
+
+
+@dataclass
+class Result:
+    """What an upscale returns. Arrays are in the input's units; ``image`` has its dtype.
+
+    ``image`` is the best sample. ``samples`` (``(N, *image.shape)``) and ``std`` (the
+    per-pixel spread across samples, where the generator invented detail) are set when
+    more than one sample was asked for. ``lr_psnr`` compares the downscaled result with
+    the input in [0, 1] units (dB; per tile in ``lr_psnr_tiles``, shape ``(*planes, rows,
+    cols)``). ``success`` says whether the low-res MSE is at most ``eps``.
+    ``ood_score`` (and ``ood_tiles``, shaped like ``lr_psnr_tiles``) says how far the
+    intermediate search had to leave the generator's own features: the share of the
+    allowed feature ball used, 0 to 1 (0 in ``latent`` mode, which never leaves the prior).
+    ``atypicality`` (median over ``atypical_tiles``; set when the search starts from a bank,
+    see :mod:`napari_pulse.bank`) says how unlike the generator's own images the input is,
+    before any search: about 0.5 for typical tiles, near 1 for tiles farther from all of
+    the generator's images than its own images are from each other.
+    """
+
+    image: np.ndarray
+    lr_psnr: float
+    lr_mse: float
+    success: bool
+    lr_psnr_tiles: np.ndarray
+    success_tiles: np.ndarray
+    params: dict[str, Any]
+    samples: np.ndarray | None = None
+    std: np.ndarray | None = None
+    sample_lr_psnr: list[float] = field(default_factory=list)
+    ood_score: float = 0.0
+    ood_tiles: np.ndarray | None = None
+    atypicality: float | None = None
+    atypical_tiles: np.ndarray | None = None
+
+    @property
+    def mean(self) -> np.ndarray:
+        """The mean of the samples (a higher-fidelity, blurrier estimate), as float32."""
+        if self.samples is None:
+            return self.image.astype(np.float32)
+        return self.samples.astype(np.float32).mean(axis=0)
+
+
+def psnr(mse: float) -> float:
+    """PSNR in dB for data in [0, 1], capped at 100 dB (a perfect match)."""
+    return 10 * math.log10(1 / max(mse, 1e-10))
+
+
+_psnr_array = np.vectorize(psnr, otypes=[float])
+
+
+@dataclass(frozen=True)
+class Frame:
+    """The user's array as the pipeline saw it: its layout, intensity map and dtype."""
+
+    layout: Layout
+    intensity: Intensity
+    dtype: np.dtype
+    planes: np.ndarray  # (P, C, h, w) in [0, 1], unclipped
+
+    def to_user(self, x: np.ndarray) -> np.ndarray:
+        """``(P, N, C, H, W)`` in [0, 1] to ``(N, *lead, H, W[, 3])`` in the input's units."""
+        return cast_like(self.intensity.from_unit(self.layout.from_planes(x)), self.dtype)
+
+
+def assemble(frame: Frame, job: Job, state: State, setup: Setup, rgb: bool) -> Result:
+    """The :class:`Result` of a finished pipeline: the mosaics in the input's units and
+    dtype, measured against the input, with the search's scores and ``params``."""
+    p, n, (c, h, w) = job.n_planes, job.samples, job.planes.shape[1:]
+    f = job.grid.factor
+    mosaics = state.mosaics.detach().cpu().numpy().reshape(p, n, c, h * f, w * f)
+    result = _measure(frame, mosaics, job.degrade, job.grid, job.cfg.eps)
+    layout, grid, t = frame.layout, job.grid, len(job.grid)
+    result.ood_tiles = layout.per_tile(
+        state.chosen.ood[:, 0].cpu().numpy().reshape(p, t), "max", grid.shape
+    )
+    result.ood_score = float(result.ood_tiles.max())
+    if state.bank is not None:
+        atyp = bank.atypicality(state.bank, job.lr_tiles).cpu().numpy().reshape(p, t)
+        result.atypical_tiles = layout.per_tile(atyp, "max", grid.shape)
+        result.atypicality = float(np.median(result.atypical_tiles))
+    result.params = params(frame, job, state, setup, rgb)
+    return result
+
+
+def params(frame: Frame, job: Job, state: State, setup: Setup, rgb: bool) -> dict[str, Any]:
+    """Everything needed to reproduce a result."""
+    cfg, gen, grid = job.cfg, setup.generator, job.grid
+    inter = {**setup.intermediate.__dict__, "layers": list(setup.layers)}
+    latent_mse = state.chosen.latent_mse.view(job.n_planes, len(grid)).cpu().numpy()
+    return {
+        "generator": gen.name,
+        "generator_resolution": list(gen.resolution),
+        "factor": setup.factor,
+        "degradation": setup.degrade.kind,
+        "sigma": setup.degrade.sigma,
+        "steps": cfg.steps,
+        "restarts": cfg.restarts,
+        "samples": cfg.samples,
+        "seed": setup.seed,
+        "eps": cfg.eps,
+        "normalization": frame.intensity.as_dict(),
+        "rgb": rgb,
+        "channel_conversion": frame.layout.conversion(gen),
+        "tiles": {"grid": list(grid.shape), "tile": list(grid.tile), "overlap": grid.overlap},
+        "blend_steps": cfg.n_blend_steps if len(grid) > 1 else 0,
+        "mode": setup.mode,
+        "quick_wave_tiles_at_eps": state.at_eps.get("quick"),
+        "intermediate": inter if setup.mode == "intermediate" else None,
+        "latent_phase_tile_lr_psnr": _psnr_array(latent_mse).tolist(),
+        "search": dict(cfg.__dict__),
+        "device": str(setup.device),
+        "napari_pulse": __version__,
+        "torch": torch.__version__,
+    }
+
+
+def _measure(
+    frame: Frame, mosaics: np.ndarray, degrade: Degradation, grid: TileGrid, eps: float
+) -> Result:
+    """Cast the mosaics to the input's units and dtype, and measure them against the input."""
+    n_planes, n_samples = mosaics.shape[:2]
+    layout, planes = frame.layout, frame.planes
+    out = frame.to_user(mosaics)  # (N, ...)
+    # Judge what the user gets: the cast output, brought back to [0, 1] and downscaled.
+    back = np.stack([layout.to_planes(u) for u in frame.intensity.to_unit(out)])
+    with torch.no_grad():
+        lr = degrade(torch.from_numpy(back).flatten(0, 1).to(degrade.taps.device)).cpu().numpy()
+    lr = lr.reshape(n_samples, n_planes, *lr.shape[1:])
+    err = (lr - planes[None]) ** 2  # against the unclipped input
+    sample_mse = [float(e.mean()) for e in err]
+    th, tw = grid.tile
+    tile_mse = np.array(
+        [
+            [err[0, p, :, y : y + th, x : x + tw].mean() for (y, x) in grid.origins]
+            for p in range(n_planes)
+        ]
+    )
+    tile_mse = layout.per_tile(tile_mse, "mean", grid.shape)
+    return Result(
+        image=out[0],
+        lr_psnr=psnr(sample_mse[0]),
+        lr_mse=sample_mse[0],
+        success=sample_mse[0] <= eps,
+        lr_psnr_tiles=_psnr_array(tile_mse),
+        success_tiles=tile_mse <= eps,
+        params={},
+        samples=out if n_samples > 1 else None,
+        std=out.astype(np.float32).std(axis=0) if n_samples > 1 else None,
+        sample_lr_psnr=[psnr(m) for m in sample_mse],
+    )

@@ -1,0 +1,127 @@
+"""The pipeline: which stages each choice of options builds, and the runner's one ledger."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+import napari_pulse
+from conftest import drain
+from napari_pulse import pipeline
+from napari_pulse.bank import BuildBank
+from napari_pulse.events import Progress
+from napari_pulse.guide import FitGuide
+from napari_pulse.intermediate import FeatureSearch
+from napari_pulse.options import Options
+from napari_pulse.search import LatentSearch, SearchConfig
+from napari_pulse.starts import BlindStarts, GuidedStarts, NearestStarts
+
+
+def _stages(**kw):
+    return pipeline.build(Options(generator="tiny", **kw).resolve(rgb=False))
+
+
+def _names(stages) -> list[str]:
+    return [s.name for s in stages]
+
+
+def _starts(stages) -> dict[str, type]:
+    return {s.name: type(s.starts) for s in stages if isinstance(s, LatentSearch)}
+
+
+def test_the_default_pipeline_searches_blind_chooses_and_blends():
+    stages = _stages()
+    assert _names(stages) == ["search", "choose", "blend"]
+    assert _starts(stages) == {"search": BlindStarts}
+
+
+@pytest.mark.parametrize(
+    "config, names, starts",
+    [
+        (SearchConfig(bank=300), ["bank", "search"], {"search": NearestStarts}),
+        (
+            SearchConfig(bank=300, guide=True),
+            ["bank", "guide", "search"],
+            {"search": GuidedStarts},
+        ),
+        (
+            SearchConfig(bank=300, quick=True),
+            ["bank", "quick", "search"],
+            {"quick": NearestStarts, "search": BlindStarts},
+        ),
+        (
+            SearchConfig(bank=300, quick=True, guide=True),
+            ["bank", "guide", "quick", "search"],
+            {"quick": NearestStarts, "search": GuidedStarts},
+        ),
+    ],
+)
+def test_start_strategies_are_chosen_where_the_pipeline_is_built(config, names, starts):
+    stages = _stages(config=config)
+    assert _names(stages) == [*names, "choose", "blend"]
+    assert _starts(stages) == starts
+    bank = stages[0]
+    assert isinstance(bank, BuildBank) and bank.size == 300
+    guides = [s for s in stages if isinstance(s, FitGuide)]
+    assert all(g.bank_stage is bank for g in guides)
+
+
+def test_the_bank_of_guided_starts_is_drawn_with_one_seed_for_every_seed():
+    nearest = _stages(config=SearchConfig(bank=300), seed=7)[0]
+    guided = _stages(config=SearchConfig(bank=300, guide=True), seed=7)[0]
+    assert (nearest.seed, guided.seed) == (7, 0)
+    # The bank supplies every start it is asked for.
+    assert _stages(config=SearchConfig(bank=4), restarts=16)[0].size == 16
+
+
+def test_intermediate_mode_adds_the_feature_search_after_the_samples_are_chosen():
+    stages = _stages(mode="intermediate")
+    assert _names(stages) == ["search", "choose", "features", "blend"]
+    assert isinstance(stages[2], FeatureSearch) and stages[2].layers == (1, 2)
+
+
+class _Steps:
+    """A toy stage: plans ``plan`` steps, runs ``run`` of them, counts its runs in the state."""
+
+    def __init__(self, name: str, plan: int, run: int) -> None:
+        self.name, self._plan, self._run = name, plan, run
+
+    def plan(self, job) -> int:
+        return self._plan
+
+    def run(self, job, state):
+        for i in range(self._run):
+            yield Progress(self.name, i + 1, self._plan, 1, 1, 0.0)
+        return replace(state, at_eps={**state.at_eps, self.name: self._run})
+
+
+def test_the_runner_sums_the_plans_and_moves_one_ledger_from_stage_to_stage():
+    stages = [_Steps("a", 3, 3), _Steps("b", 5, 2), _Steps("c", 0, 0), _Steps("d", 4, 4)]
+    events: list[Progress] = []
+    state = drain(pipeline.run(None, stages, preview=lambda: "image"), events)
+    assert [(e.stage, e.done) for e in events] == [
+        ("a", 1), ("a", 2), ("a", 3),
+        ("b", 4), ("b", 5),  # b stopped early: the rest of its share is skipped
+        ("d", 9), ("d", 10), ("d", 11), ("d", 12),
+    ]  # fmt: skip
+    assert {e.total for e in events} == {12}
+    assert all(e.preview() == "image" for e in events)
+    assert state.at_eps == {"a": 3, "b": 2, "c": 0, "d": 4}
+
+
+def test_events_of_an_upscale_are_monotone_under_one_total_for_every_pipeline():
+    img = np.random.default_rng(0).random((12, 12)).astype(np.float32)
+    for config in (None, SearchConfig(bank=256, quick=True)):
+        events: list[Progress] = []
+        napari_pulse.upscale(
+            img, generator="tiny", factor=4, steps=6, restarts=4, samples=2,
+            config=config, progress=events.append,
+        )  # fmt: skip
+        done = [e.done for e in events]
+        assert done == sorted(done) and done[-1] <= events[0].total
+        assert len({e.total for e in events}) == 1
+        assert all(e.preview is not None for e in events)
+        assert events[0].best_mse == math.inf
