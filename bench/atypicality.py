@@ -12,22 +12,23 @@ Prints, per set, the median tile score and the share of tiles at or above 0.95.
 
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
 from PIL import Image
 
 import napari_pulse
-from _common import DATA, machine
+from harness import (
+    DATA,
+    begin,
+    center_crop,
+    generator_images,
+    heldout_nuclei,
+    other_kinds,
+    parser,
+    real_faces,
+    report,
+)
 from napari_pulse.degrade import downscale
 from napari_pulse.search import SearchConfig
-from napari_pulse.training.data import list_images
-from self_consistency import inputs
-
-
-def crop(a: np.ndarray, size: int) -> np.ndarray:
-    y, x = (a.shape[0] - size) // 2, (a.shape[1] - size) // 2
-    return a[y : y + size, x : x + size]
 
 
 def scores(images: list[np.ndarray], generator: str, factor: int, bank: int, **kw) -> np.ndarray:
@@ -41,51 +42,42 @@ def scores(images: list[np.ndarray], generator: str, factor: int, bank: int, **k
     return np.concatenate(tiles)
 
 
-def report(label: str, s: np.ndarray) -> None:
-    print(
-        f"  {label}: {len(s)} tiles, median {np.median(s):.2f}, >= 0.95: {np.mean(s >= 0.95):.0%}"
-    )
+def show(label: str, s: np.ndarray) -> None:
+    high = {"share >= 0.95": f"{np.mean(s >= 0.95):.0%}"}
+    report(f"  {label}", tiles=len(s), median=float(np.median(s)), **high)
 
 
 def main() -> None:
-    from skimage.data import camera, cell
-
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--bank", type=int, default=4096)
-    ap.add_argument("--n", type=int, default=10, help="images per set")
-    args = ap.parse_args()
-    print(f"machine: {machine()}; bank {args.bank}")
-    others = {"skimage cell (brightfield)": cell(), "skimage camera (photograph)": camera()}
+    p = parser(__doc__, n=10)
+    p.add_argument("--bank", type=int, default=4096)
+    args = p.parse_args()
+    begin(args)
+    print(f"bank {args.bank}; {args.n} images per set")
+    others = other_kinds()
 
     print("nuclei x4 (64x64 generator, 16x16 low-res tiles)")
-    own = inputs("nuclei", 4, args.n)
-    report("own draws", scores(list(own), "nuclei", 4, args.bank, normalization="range"))
+    own = generator_images("nuclei", 4, args.n)
+    show("own draws", scores(list(own), "nuclei", 4, args.bank, normalization="range"))
     if (DATA / "nuclei").is_dir():
-        held = [
-            np.asarray(Image.open(p).convert("L"))
-            for p in list_images(DATA / "nuclei", 0.1, "holdout")
-        ]
-        low = [downscale(crop(h, 128).astype(np.float32), 4) for h in held[: args.n]]
-        report("held-out nuclei (128 px crops)", scores(low, "nuclei", 4, args.bank))
+        held = [np.asarray(Image.open(p).convert("L")) for p in heldout_nuclei()]
+        low = [downscale(center_crop(h, 128).astype(np.float32), 4) for h in held[: args.n]]
+        show("held-out nuclei (128 px crops)", scores(low, "nuclei", 4, args.bank))
     for label, a in others.items():
-        low = downscale(crop(a, 256).astype(np.float32), 4)
-        report(label + ", 256 px crop", scores([low], "nuclei", 4, args.bank))
+        low = downscale(center_crop(a, 256).astype(np.float32), 4)
+        show(label + ", 256 px crop", scores([low], "nuclei", 4, args.bank))
 
     print("faces-dcgan64 x8 (8x8 low-res tiles)")
-    own = inputs("faces-dcgan64", 8, args.n)
-    report(
+    own = generator_images("faces-dcgan64", 8, args.n)
+    show(
         "own draws",
         scores(list(own), "faces-dcgan64", 8, args.bank, normalization="range", rgb=True),
     )
     if (DATA / "faces").is_dir():
-        from real_faces import faces
-
-        report(
-            "real faces", scores(list(faces(args.n)[1]), "faces-dcgan64", 8, args.bank, rgb=True)
-        )
+        faces = list(real_faces(args.n)[1])
+        show("real faces", scores(faces, "faces-dcgan64", 8, args.bank, rgb=True))
     for label, a in others.items():
-        low = downscale(crop(a, 256).astype(np.float32), 8)
-        report(label + " (gray), 256 px crop", scores([low], "faces-dcgan64", 8, args.bank))
+        low = downscale(center_crop(a, 256).astype(np.float32), 8)
+        show(label + " (gray), 256 px crop", scores([low], "faces-dcgan64", 8, args.bank))
 
 
 if __name__ == "__main__":

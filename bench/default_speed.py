@@ -9,48 +9,42 @@ a change that only adds options can show it neither slows nor changes the defaul
     python bench/default_speed.py
 
 Run the two one after another on an otherwise idle machine (or both under the same load).
+Only the public ``upscale`` is called, so the script runs against older versions too.
 """
 
 from __future__ import annotations
 
-import argparse
-import time
-
 import numpy as np
-import torch
 
 import napari_pulse
-from _common import machine
-from self_consistency import inputs
-
-
-def timed(**kwargs) -> tuple[float, float, int]:
-    """Wall time, overall low-res PSNR and number of tiles of one ``upscale`` call."""
-    t = time.perf_counter()
-    r = napari_pulse.upscale(**kwargs)
-    return time.perf_counter() - t, float(r.lr_psnr), int(np.size(r.lr_psnr_tiles))
+from harness import begin, generator_images, parser, report, timed
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--repeats", type=int, default=1)
-    args = ap.parse_args()
-    torch.set_num_threads(1)
-    print("machine:", machine())
+    p = parser(__doc__)
+    p.add_argument("--repeats", type=int, default=1)
+    args = p.parse_args()
+    begin(args)
     print("napari_pulse:", napari_pulse.__file__)
-    faces = inputs("faces-dcgan64", 8, 4)
+    faces = generator_images("faces-dcgan64", 8, 4)
     tiny = np.random.default_rng(0).random((48, 48)).astype(np.float32)
     tiny[12:36, 12:36] += 0.5
     napari_pulse.upscale(
         faces[:1], generator="faces-dcgan64", factor=8, steps=2, restarts=2, rgb=True
     )
     for _ in range(args.repeats):
-        dt, lr, _ = timed(
-            image=faces, generator="faces-dcgan64", factor=8, normalization="range", rgb=True
+        dt, r = timed(
+            napari_pulse.upscale,
+            faces,
+            generator="faces-dcgan64",
+            factor=8,
+            normalization="range",
+            rgb=True,
         )
-        print(f"faces-dcgan64 x8, 4 inputs, defaults: {dt:.1f} s, lr_psnr {lr:.2f} dB")
-        dt, lr, n = timed(image=tiny, generator="tiny", factor=4)
-        print(f"tiny x4, 48x48 ({n} tiles), defaults: {dt:.1f} s, lr_psnr {lr:.2f} dB")
+        report("faces-dcgan64 x8, 4 inputs, defaults", seconds=dt, lr_psnr=r.lr_psnr)
+        dt, r = timed(napari_pulse.upscale, tiny, generator="tiny", factor=4)
+        n = int(np.size(r.lr_psnr_tiles))
+        report(f"tiny x4, 48x48 ({n} tiles), defaults", seconds=dt, lr_psnr=r.lr_psnr)
 
 
 if __name__ == "__main__":

@@ -11,13 +11,10 @@ GFLOP/s of a plain square matmul measured in the same run.
 
 from __future__ import annotations
 
-import argparse
-import time
-
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from _common import machine
+from harness import begin, best_time, parser, report
 from napari_pulse.generators import ModelCard
 from napari_pulse.generators.stylegan2 import StyleGAN2, StyleGAN2Config, StyleGAN2Generator
 
@@ -38,24 +35,13 @@ def step(gen: StyleGAN2Generator, z: torch.Tensor, noise: list[torch.Tensor]) ->
     img.square().mean().backward()
 
 
-def best_time(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
-
-
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--matmul", type=int, default=1024, help="side of the square matmul")
-    args = ap.parse_args()
-    torch.set_num_threads(args.threads)
+    p = parser(__doc__)
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--matmul", type=int, default=1024, help="side of the square matmul")
+    args = p.parse_args()
+    begin(args)
     torch.manual_seed(0)
 
     net = StyleGAN2(CONFIG).eval().requires_grad_(False)
@@ -77,17 +63,16 @@ def main() -> None:
     t_mm = best_time(lambda: a @ b, args.repeats)
     mm_gflops = 2 * n**3 / t_mm / 1e9
 
-    print(f"machine: {machine()}")
     print(
         f"generator: StyleGAN2 {CONFIG.resolution}x{CONFIG.resolution}x{CONFIG.channels}, "
         f"style_dim {d}, n_mlp {CONFIG.n_mlp}, widths {CONFIG.widths}, W+ and noise searched"
     )
-    print(f"batch: {args.batch}")
-    print(f"forward+backward time per sample: {t * 1e3:.3f} ms")
-    print(f"FLOPs per sample (forward+backward): {flops / 1e6:.1f} MFLOP")
-    print(f"generator throughput: {flops / t / 1e9:.2f} GFLOP/s")
-    print(f"matmul throughput ({n}x{n} @ {n}x{n}, float32): {mm_gflops:.2f} GFLOP/s")
-    print(f"generator / matmul: {flops / t / 1e9 / mm_gflops:.1%}")
+    report("batch", images=args.batch)
+    report("forward+backward time per sample", ms=f"{t * 1e3:.3f}")
+    report("FLOPs per sample (forward+backward)", mflop=f"{flops / 1e6:.1f}")
+    report("generator throughput", gflop_per_s=f"{flops / t / 1e9:.2f}")
+    report(f"matmul throughput ({n}x{n} @ {n}x{n}, float32)", gflop_per_s=f"{mm_gflops:.2f}")
+    report("generator / matmul", share=f"{flops / t / 1e9 / mm_gflops:.1%}")
 
 
 if __name__ == "__main__":

@@ -16,18 +16,15 @@ mean of the samples. Nothing is tuned on these images.
 
 from __future__ import annotations
 
-import argparse
-import time
 from pathlib import Path
 
 from PIL import Image
 
-from _common import machine
+from harness import begin, describe, options, parser, report, timed
 from napari_pulse.evaluate import evaluate, write_csv, write_figure
 from napari_pulse.generators.native import read_card
 from napari_pulse.imageio import read_image
 from napari_pulse.intensity import fit_intensity
-from napari_pulse.search import SearchConfig
 from napari_pulse.training.data import CropRule, list_images, to_channels
 
 
@@ -67,48 +64,28 @@ def crops(card: dict, images: Path, n: int, folder: Path, per_image: int = 1) ->
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = parser(__doc__, n=20, search=True, samples=8)
     p.add_argument("weights", type=Path)
     p.add_argument("images", type=Path)
-    p.add_argument("--n", type=int, default=20)
     p.add_argument("--per-image", type=int, default=1, help="most crops from one image")
-    p.add_argument("--samples", type=int, default=8)
-    p.add_argument("--steps", type=int, default=400)
-    p.add_argument("--restarts", type=int, default=96)
-    p.add_argument("--mode", default="latent", choices=["latent", "intermediate"])
-    p.add_argument("--bank", type=int, default=0, help="warm-start bank size")
-    p.add_argument("--guide", action="store_true", help="guided starts (fitted on the bank)")
     p.add_argument("--out", type=Path, help="default: out/<generator name>_x4")
     args = p.parse_args()
     card = read_card(args.weights)
     name = f"{card.get('name') or args.weights.stem}_x4"
     args.out = args.out or Path("out") / name
     files = crops(card, args.images, args.n, args.out / "crops", args.per_image)
-    print(f"machine: {machine()}")
+    begin(args)
+    opts = options(args, generator=str(args.weights), factor=4)
     print(f"generator: {args.weights} ({card['extra']['training']['steps']} training steps)")
-    starts = f"bank {args.bank}{', guided' if args.guide else ''}" if args.bank else "blind"
-    print(
-        f"inputs: {len(files)} crops of held-out images, x4 bicubic, {args.mode} search, "
-        f"{starts} starts"
-    )
-    t = time.perf_counter()
-    ev = evaluate(
-        args.out / "crops",
-        generator=str(args.weights),
-        factor=4,
-        samples=args.samples,
-        steps=args.steps,
-        restarts=args.restarts,
-        mode=args.mode,
-        config=SearchConfig(bank=args.bank, guide=args.guide) if args.bank else None,
-    )
+    print(f"inputs: {len(files)} crops of held-out images, x4 bicubic, {describe(opts)}")
+    seconds, ev = timed(evaluate, args.out / "crops", opts)
     write_csv(ev, args.out / f"{name}.csv")
     write_figure(ev, args.out / f"{name}.png")
     s = ev.summary
-    print(f"success at eps: {s['success']:.0%}; median lr_psnr {s['lr_psnr']:.1f} dB")
+    report("success at eps", share=f"{s['success']:.0%}", median_lr_psnr_db=s["lr_psnr"])
     for what in ("bicubic", "sample", "mean"):
-        print(f"{what}: median PSNR {s[f'psnr_{what}']:.2f} dB, SSIM {s[f'ssim_{what}']:.3f}")
-    print(f"median spread: {s['spread']:.4f}; seconds: {time.perf_counter() - t:.0f}")
+        report(what, median_psnr_db=f"{s[f'psnr_{what}']:.2f}", ssim=f"{s[f'ssim_{what}']:.3f}")
+    report("median spread", value=f"{s['spread']:.4f}", seconds=seconds)
     print(f"csv and figure: {args.out}")
 
 

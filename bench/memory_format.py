@@ -11,12 +11,11 @@ and its ms per sample.
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import torch
 
-from _common import machine
+from harness import begin, parser, report
 from napari_pulse.generators import load
 
 
@@ -31,13 +30,12 @@ def step_ms(synthesize, z: torch.Tensor, n: int = 3) -> float:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--repeats", type=int, default=4)
-    ap.add_argument("--compile", action="store_true", help="also time torch.compile")
-    args = ap.parse_args()
-    torch.set_num_threads(1)
-    print("machine:", machine())
+    p = parser(__doc__)
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--repeats", type=int, default=4)
+    p.add_argument("--compile", action="store_true", help="also time torch.compile")
+    args = p.parse_args()
+    begin(args)
     g = load("faces-dcgan64")
     z = g.sample_latents(args.batch, torch.Generator().manual_seed(0))
     times: dict[str, list[float]] = {"contiguous": [], "channels_last": []}
@@ -49,11 +47,12 @@ def main() -> None:
             g.to(memory_format=memory_format)
             times[fmt].append(step_ms(g.synthesize, z))
     for fmt, t in times.items():
-        print(
-            f"faces-dcgan64 fwd+bwd, batch {args.batch}, {fmt}: "
-            f"{min(t):.2f} ms/sample (best of {len(t)})"
+        report(
+            f"faces-dcgan64 fwd+bwd, batch {args.batch}, {fmt}",
+            ms_per_sample=f"{min(t):.2f} (best of {len(t)})",
         )
-    print(f"channels_last speed-up: {min(times['contiguous']) / min(times['channels_last']):.2f}x")
+    speedup = min(times["contiguous"]) / min(times["channels_last"])
+    report("channels_last speed-up", ratio=f"{speedup:.2f}x")
     if args.compile:
         g.to(memory_format=torch.channels_last)
         t = time.perf_counter()

@@ -12,57 +12,59 @@ low-res, latent, intermediate, truth).
 
 from __future__ import annotations
 
-import argparse
-import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 import napari_pulse
-from _common import DATA, machine
+from harness import (
+    DATA,
+    begin,
+    center_crop,
+    describe,
+    heldout_nuclei,
+    options,
+    parser,
+    report,
+    timed,
+)
 from napari_pulse.degrade import downscale
-from napari_pulse.training.data import list_images
 
 
 def inputs() -> dict[str, np.ndarray]:
     from skimage.data import cell
 
-    a = cell()
-    y, x = (a.shape[0] - 128) // 2, (a.shape[1] - 128) // 2
-    found = {"skimage cell (out of domain)": a[y : y + 128, x : x + 128]}
-    nuclei = DATA / "nuclei"
-    if nuclei.is_dir():
-        path = list_images(nuclei, 0.1, "holdout")[1]
+    found = {"skimage cell (out of domain)": center_crop(cell(), 128)}
+    if (DATA / "nuclei").is_dir():
+        path = heldout_nuclei()[1]
         b = np.asarray(Image.open(path).convert("L"))
-        y, x = (b.shape[0] - 128) // 2, (b.shape[1] - 128) // 2
-        found[f"held-out nuclei {path.stem} (in domain)"] = b[y : y + 128, x : x + 128]
+        found[f"held-out nuclei {path.stem} (in domain)"] = center_crop(b, 128)
     return found
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--generator", default="nuclei")
-    p.add_argument("--steps", type=int, default=150)
-    p.add_argument("--restarts", type=int, default=16)
+    p = parser(__doc__, generator="nuclei", search=True)
+    p.set_defaults(steps=150, restarts=16)
     p.add_argument("--figure", type=Path)
     args = p.parse_args()
-    print(f"machine: {machine()}")
-    print(f"generator {args.generator}, x4 bicubic, {args.steps} steps x {args.restarts} starts")
+    begin(args)
+    opts = options(args, factor=4)
+    print(f"generator {args.generator}, x4 bicubic, {describe(opts)}")
     rows = []
     for name, hr in inputs().items():
         low = np.clip(np.rint(downscale(hr.astype(np.float32), 4)), 0, 255).astype(np.uint8)
         row = [np.kron(low, np.ones((4, 4), np.uint8))]
         for mode in ("latent", "intermediate"):
-            t = time.perf_counter()
-            r = napari_pulse.upscale(
-                low, generator=args.generator, factor=4, steps=args.steps,
-                restarts=args.restarts, mode=mode,
-            )  # fmt: skip
-            print(
-                f"{name}, {mode}: lr_psnr {r.lr_psnr:.1f} dB, success {r.success}, "
-                f"out-of-domain score {r.ood_score:.2f} (tiles: median "
-                f"{np.median(r.ood_tiles):.2f}), {time.perf_counter() - t:.0f} s"
+            seconds, r = timed(napari_pulse.upscale, low, options=replace(opts, mode=mode))
+            report(
+                f"{name}, {mode}",
+                lr_psnr_db=r.lr_psnr,
+                success=r.success,
+                out_of_domain_score=r.ood_score,
+                median_tile_score=float(np.median(r.ood_tiles)),
+                seconds=seconds,
             )
             row.append(r.image)
         rows.append(np.concatenate([*row, hr], axis=1))

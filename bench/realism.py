@@ -11,16 +11,14 @@ gives itself away). Run::
 
 from __future__ import annotations
 
-import argparse
 import math
-import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from _common import machine
+from harness import begin, parser, report, timed
 from napari_pulse.generators.native import load_native_net
 from napari_pulse.training.data import CropRule, CropSampler, list_images
 from napari_pulse.training.loop import save_grid
@@ -90,32 +88,35 @@ def two_sample_accuracy(real: torch.Tensor, fake: torch.Tensor, epochs: int, see
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = parser(__doc__, n=2000)
     p.add_argument("weights", type=Path, help="a native .safetensors generator from `train`")
     p.add_argument("images", type=Path, help="the folder the generator was trained from")
-    p.add_argument("--n", type=int, default=2000, help="images per side")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--grid", type=Path, help="write real (left) beside generated (right) here")
     args = p.parse_args()
-    torch.set_num_threads(1)
+    begin(args)
     from napari_pulse.generators.native import read_card
 
     card = read_card(args.weights)
     net, _, _ = load_native_net(args.weights)
-    t0 = time.perf_counter()
-    real, n_files = real_crops(card, args.images, args.n, args.seed)
-    fake = fake_images(net, args.n, args.seed)
-    acc = two_sample_accuracy(real, fake, args.epochs, args.seed)
-    n_test = 2 * (args.n - args.n // 2)
-    se = math.sqrt(0.25 / n_test)
-    print(f"machine: {machine()}")
+
+    def measure():
+        real, n_files = real_crops(card, args.images, args.n, args.seed)
+        fake = fake_images(net, args.n, args.seed)
+        return real, fake, n_files, two_sample_accuracy(real, fake, args.epochs, args.seed)
+
+    seconds, (real, fake, n_files, acc) = timed(measure)
+    se = math.sqrt(0.25 / (2 * (args.n - args.n // 2)))
     print(f"generator: {args.weights} (trained {card['extra']['training']['steps']} steps)")
     print(f"real crops: {args.n} from {n_files} held-out images; generated: {args.n}")
-    print(f"two-sample critic accuracy: {acc:.3f} (chance 0.5, +-{1.96 * se:.3f} at 95%)")
-    print(f"mean intensity real/generated: {real.mean():.3f} / {fake.mean():.3f}")
-    print(f"std intensity real/generated: {real.std():.3f} / {fake.std():.3f}")
-    print(f"seconds: {time.perf_counter() - t0:.0f}")
+    report(
+        "two-sample critic accuracy",
+        accuracy=f"{acc:.3f} (chance 0.5, +-{1.96 * se:.3f} at 95%)",
+    )
+    report("mean intensity", real=f"{real.mean():.3f}", generated=f"{fake.mean():.3f}")
+    report("std intensity", real=f"{real.std():.3f}", generated=f"{fake.std():.3f}")
+    report("time", seconds=seconds)
     if args.grid:
         rows, cols = 6, 6
         tiles = []

@@ -18,12 +18,10 @@ import os
 import resource
 import subprocess
 import sys
-import time
 
 import numpy as np
-import torch
 
-from _common import machine
+from harness import begin, parser, timed
 
 FACTOR = 4
 
@@ -45,7 +43,6 @@ def _rss_mb() -> float:
 
 def child(size: int, steps: int, restarts: int) -> None:
     """Upscale one size and print a JSON line (run in its own process)."""
-    torch.set_num_threads(1)
     import napari_pulse
     from napari_pulse.generators import default_for, load
     from napari_pulse.tiling import TileGrid
@@ -57,33 +54,32 @@ def child(size: int, steps: int, restarts: int) -> None:
     base = _rss_mb()
     tile = (g.resolution[0] // FACTOR, g.resolution[1] // FACTOR)
     tiles = len(TileGrid.plan(low.shape, tile, FACTOR))
-    t = time.perf_counter()
-    r = napari_pulse.upscale(low, generator=name, factor=FACTOR, steps=steps, restarts=restarts)
-    seconds = time.perf_counter() - t
+    seconds, r = timed(
+        napari_pulse.upscale, low, generator=name, factor=FACTOR, steps=steps, restarts=restarts
+    )
     out = {"size": size, "tiles": tiles, "seconds": seconds, "peak_mb": _rss_mb()}
     out.update(base_mb=base, generator=name, shape=list(r.image.shape))
     print(json.dumps(out))
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--sizes", type=int, nargs="+", default=[64, 128, 256, 512])
-    ap.add_argument("--steps", type=int, default=8)
-    ap.add_argument("--restarts", type=int, default=2)
-    ap.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
-    args = ap.parse_args()
+    p = parser(__doc__)
+    p.add_argument("--sizes", type=int, nargs="+", default=[64, 128, 256, 512])
+    p.add_argument("--steps", type=int, default=8)
+    p.add_argument("--restarts", type=int, default=2)
+    p.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    begin(args)
     if args.child is not None:
         child(args.child, args.steps, args.restarts)
         return
-    torch.set_num_threads(1)
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
     rows = []
     for size in args.sizes:
-        cmd = [sys.executable, __file__, "--child", str(size)]
+        cmd = [sys.executable, __file__, "--child", str(size), "--threads", str(args.threads)]
         cmd += ["--steps", str(args.steps), "--restarts", str(args.restarts)]
         done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
         rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
-    print("machine:", machine())
     print(
         f"generator {rows[0]['generator']}, x{FACTOR}, grayscale uint8, "
         f"--steps {args.steps} --restarts {args.restarts}, one process per size"

@@ -13,16 +13,14 @@ The fit does not matter here, only the borders, so fewer starts than the default
 
 from __future__ import annotations
 
-import argparse
-import time
+from dataclasses import replace
 
 import numpy as np
 from PIL import Image
 
 import napari_pulse
-from _common import DATA, machine, split
+from harness import DATA, begin, options, parser, report, split, timed
 from napari_pulse.degrade import downscale
-from napari_pulse.search import SearchConfig
 from napari_pulse.tiling import TileGrid
 
 
@@ -47,38 +45,31 @@ def jumps(img: np.ndarray, borders: set[int]) -> tuple[float, float, float]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--steps", type=int, default=150)
-    ap.add_argument("--restarts", type=int, default=16)
-    args = ap.parse_args()
-    print("machine:", machine())
+    p = parser(__doc__, generator="faces-dcgan64", search=True)
+    p.set_defaults(steps=150, restarts=16)
+    args = p.parse_args()
+    begin(args)
+    opts = options(args, factor=8)
     path = split(DATA / "nuclei", 1, pattern="*.png")[0]
     a = np.asarray(Image.open(path).convert("L"), dtype=np.float32)[:256, :256]
     lo, hi = np.percentile(a, (1, 99.8))
     hr = np.clip((a - lo) / (hi - lo), 0, 1)
     low = np.clip(np.rint(downscale(hr, 8) * 255), 0, 255).astype(np.uint8)
-    for label, cfg in [
-        ("with mosaic refinement", None),
-        ("without (blend only)", SearchConfig(blend_steps=0)),
-    ]:
-        t = time.perf_counter()
-        r = napari_pulse.upscale(
-            low,
-            generator="faces-dcgan64",
-            factor=8,
-            config=cfg,
-            steps=args.steps,
-            restarts=args.restarts,
-        )
+    without = replace(opts, config=replace(opts.search_config(), blend_steps=0))
+    for label, run in [("with mosaic refinement", opts), ("without (blend only)", without)]:
+        seconds, r = timed(napari_pulse.upscale, low, options=run)
         tiles = r.params["tiles"]
         grid = TileGrid.plan(low.shape, tuple(tiles["tile"]), 8, tiles["overlap"])
         edges = {e * 8 for y in grid.rows for e in (y, y + grid.tile[0])} - {0, 256}
-        on, off, p = jumps(r.image, edges)
-        print(
-            f"{label}: tiles {grid.shape[0]}x{grid.shape[1]}, lr_psnr {r.lr_psnr:.1f} dB, "
-            f"mean |jump| at tile borders {on:.3f}, elsewhere {off:.3f} (uint8 units; "
-            f"ordinary rows/cols jump as much in {p:.0%} of random draws), "
-            f"{time.perf_counter() - t:.0f} s"
+        on, off, share = jumps(r.image, edges)
+        report(
+            label,
+            tiles=f"{grid.shape[0]}x{grid.shape[1]}",
+            lr_psnr_db=r.lr_psnr,
+            mean_jump_at_tile_borders=f"{on:.3f}",
+            elsewhere=f"{off:.3f} (uint8 units)",
+            random_ordinary_rows_and_cols_jump_as_much_in=f"{share:.0%} of draws",
+            seconds=seconds,
         )
 
 

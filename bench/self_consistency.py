@@ -2,91 +2,50 @@
 
 Prints, per generator and factor, the low-res PSNR of each of ``--n`` inputs (one stack,
 searched in batches) and how many reach the acceptance level (40 dB for the untrained
-tiny generator, 35 dB for the face DCGAN).
+tiny generator, 35 dB for the face DCGAN). Every search option of ``napari-pulse upscale``
+applies (``--steps``, ``--restarts``, ``--bank``, ``--guide``, ``--quick``, ...; finer ones
+with ``--set``, e.g. ``--set keep=8 explore_steps=10``).
 
-    python bench/self_consistency.py [--n 20] [--steps 400] [--restarts 96]
-        [--bank 16384 --guide]
+    python bench/self_consistency.py [--n 20] [--bank 16384 --guide]
+    python bench/self_consistency.py --generators faces-dcgan64 --factors 4 --only 0 4 9
 """
 
 from __future__ import annotations
 
-import argparse
-import time
-
 import numpy as np
-import torch
 
 import napari_pulse
-from _common import machine
-from napari_pulse.degrade import downscale
+from harness import begin, describe, generator_images, options, parser, report, timed
 from napari_pulse.generators import load
-from napari_pulse.search import SearchConfig
 
 LEVEL = {"tiny": 40.0, "faces-dcgan64": 35.0}
 
 
-def inputs(name: str, factor: int, n: int, seed: int = 1234) -> np.ndarray:
-    g = load(name)
-    with torch.no_grad():
-        hr = (
-            (g.synthesize(g.sample_latents(n, torch.Generator().manual_seed(seed))) + 1) / 2
-        ).numpy()
-    lr = [downscale(h.transpose(1, 2, 0) if g.channels == 3 else h[0], factor) for h in hr]
-    return np.clip(np.stack(lr), 0, 1).astype(np.float32)
-
-
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--n", type=int, default=20)
-    ap.add_argument("--steps", type=int, default=400)
-    ap.add_argument("--restarts", type=int, default=96)
-    ap.add_argument("--keep", type=int, default=4, help="starts refined after exploring")
-    ap.add_argument("--explore-steps", type=int, default=SearchConfig.explore_steps)
-    ap.add_argument("--mid-steps", type=int, default=SearchConfig.mid_steps)
-    ap.add_argument("--mid-keep", type=int, default=SearchConfig.mid_keep)
-    ap.add_argument("--bank", type=int, default=SearchConfig.bank, help="warm-start bank size")
-    ap.add_argument("--guide", action="store_true", help="guided starts (fitted on the bank)")
-    ap.add_argument("--only", type=int, nargs="*", help="indices of the inputs to run")
-    ap.add_argument("--generators", nargs="+", default=["tiny", "faces-dcgan64"])
-    ap.add_argument("--factors", nargs="+", type=int, default=[4, 8])
-    args = ap.parse_args()
-    print("machine:", machine())
+    p = parser(__doc__, n=20, search=True)
+    p.add_argument("--only", type=int, nargs="*", help="indices of the inputs to run")
+    p.add_argument("--generators", nargs="+", default=["tiny", "faces-dcgan64"])
+    p.add_argument("--factors", nargs="+", type=int, default=[4, 8])
+    args = p.parse_args()
+    begin(args)
     for name in args.generators:
         for factor in args.factors:
-            stack = inputs(name, factor, args.n)
+            stack = generator_images(name, factor, args.n)
             if args.only:
                 stack = stack[args.only]
-            n = len(stack)
-            cfg = SearchConfig(
-                keep=args.keep,
-                explore_steps=args.explore_steps,
-                mid_steps=args.mid_steps,
-                mid_keep=args.mid_keep,
-                bank=args.bank,
-                guide=args.guide,
-            )
-            t = time.perf_counter()
-            r = napari_pulse.upscale(
-                stack,
-                generator=name,
-                factor=factor,
-                steps=args.steps,
-                restarts=args.restarts,
-                config=cfg,
-                normalization="range",
-                rgb=load(name).channels == 3,
-            )
-            dt = time.perf_counter() - t
-            p = r.lr_psnr_tiles.reshape(n)
+            rgb = load(name).channels == 3
+            opts = options(args, generator=name, factor=factor, normalization="range", rgb=rgb)
+            dt, r = timed(napari_pulse.upscale, stack, options=opts)
+            psnr = r.lr_psnr_tiles.reshape(len(stack))
             level = LEVEL.get(name, 35.0)
-            print(
-                f"{name} x{factor}: {int((p >= level).sum())}/{n} >= {level:g} dB, "
-                f"median {np.median(p):.1f} dB, min {p.min():.1f} dB, "
-                f"{dt / n:.2f} s per input ({args.steps} steps, {args.restarts} restarts, "
-                f"explore {args.explore_steps}, mid {args.mid_steps}x{args.mid_keep}, "
-                f"keep {args.keep}, bank {args.bank}{', guided' if args.guide else ''})"
+            report(
+                f"{name} x{factor} ({describe(opts)})",
+                at_level=f"{int((psnr >= level).sum())}/{len(stack)} >= {level:g} dB",
+                median_db=float(np.median(psnr)),
+                min_db=float(psnr.min()),
+                seconds_per_input=dt / len(stack),
             )
-            print("  per input:", " ".join(f"{v:.1f}" for v in p))
+            print("  per input:", " ".join(f"{v:.1f}" for v in psnr))
 
 
 if __name__ == "__main__":

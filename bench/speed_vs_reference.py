@@ -8,8 +8,9 @@ default the face DCGAN at x8), in one process:
   until one reaches eps or the step budget is used; by default the budget is the
   generator passes our default search plans per input (96 x 25 + 4 x 375 = 3900 passes:
   39 starts of 100 steps).
-- **ours**: ``napari_pulse.upscale`` with its defaults (or ``--steps``, ``--restarts``,
-  ``--explore-steps``, ``--keep``, ``--bank``), all inputs in one call. With a warm-start
+- **ours**: ``napari_pulse.upscale`` with its defaults (or any search option of
+  ``napari-pulse upscale``, and finer ones with ``--set``, e.g. ``--set keep=8
+  explore_lr=0.1``), all inputs in one call. With a warm-start
   bank, the bank is built once before the timed run, in an empty cache directory, and its
   one-time cost is printed; the timed run reuses it, as every later call would. Its
   "time to eps" is when the progress events first show every input's best at or below
@@ -27,40 +28,47 @@ Prints one figure per line.
 
 from __future__ import annotations
 
-import argparse
 import os
 import tempfile
 import time
+from dataclasses import replace
 
 import numpy as np
 import torch
 
 import napari_pulse
-from _common import machine, psnr
+from harness import (
+    EPS,
+    as_uint8,
+    begin,
+    describe,
+    generator_images,
+    median_psnr,
+    options,
+    parser,
+    real_faces,
+    report,
+    tile_mse,
+)
 from napari_pulse import bank, guide
 from napari_pulse.events import Progress
 from napari_pulse.generators import load
 from napari_pulse.generators.cache import ENV_VAR
+from napari_pulse.options import Options
 from napari_pulse.search import SearchConfig
 from reference_pulse import reference_pulse
 
-EPS = 2e-3
 #: The generator and factor under test (set from the command line).
 SETUP = {"name": "faces-dcgan64", "factor": 8}
 
 
 def synthetic(n: int) -> np.ndarray:
-    """``n`` uint8 low-res inputs ``(n, 8, 8, 3)`` from the generator's own images."""
-    from self_consistency import inputs
-
-    low = inputs(SETUP["name"], SETUP["factor"], n)
-    return np.clip(np.rint(low * 255), 0, 255).astype(np.uint8)
+    """``n`` uint8 low-res inputs from the generator's own images (seed 1234)."""
+    return as_uint8(generator_images(SETUP["name"], SETUP["factor"], n))
 
 
 def real(n: int) -> np.ndarray:
-    from real_faces import faces
-
-    return faces(n)[1]
+    return real_faces(n)[1]
 
 
 def planes(low: np.ndarray) -> torch.Tensor:
@@ -88,52 +96,40 @@ def run_reference(low: np.ndarray, max_starts: int, steps: int) -> dict:
     return {"mse": np.array(mse), "starts": starts, "seconds": np.array(seconds)}
 
 
-def run_ours(low: np.ndarray, cfg: SearchConfig) -> dict:
-    """One ``upscale`` call with ``cfg``; notes when each input's best reached eps.
+def run_ours(low: np.ndarray, opts: Options) -> dict:
+    """One ``upscale`` call with ``opts``; notes when each input's best reached eps.
 
-    With ``cfg.quick``, times are read from the quick wave's events; an input that only
+    With a quick wave, times are read from the quick wave's events; an input that only
     the search after it brings to eps counts with the whole run (an upper bound).
     """
-    n = len(low)
+    n, cfg = len(low), opts.search_config()
     first, stage = (cfg.quick_wave(), "quick") if cfg.quick else (cfg, "search")
     explore = first.batches(n, first.restarts)
     refine = first.batches(n, first.n_keep)
     explore_done = len(explore) * first.n_explore_steps
     reached: list[float | None] = [None] * n
     t0 = time.perf_counter()
+    at: dict[str, int] = {}
 
     def on_event(ev: Progress) -> None:
-        if ev.stage != stage or ev.done == 0 or ev.best_mse > EPS:
+        start = at.setdefault(ev.stage, ev.done)  # the stage's first event: its start
+        if ev.stage != stage or ev.done == start or ev.best_mse > EPS:
             return
         now = time.perf_counter() - t0
-        for u in (explore if ev.done <= explore_done else refine)[ev.batch - 1]:
+        for u in (explore if ev.done - start <= explore_done else refine)[ev.batch - 1]:
             if reached[u] is None:
                 reached[u] = now
 
-    r = napari_pulse.upscale(
-        low,
-        generator=SETUP["name"],
-        factor=SETUP["factor"],
-        normalization="range",
-        rgb=low.ndim == 4,
-        steps=cfg.steps,
-        restarts=cfg.restarts,
-        config=cfg,
-        progress=on_event,
-    )
+    r = napari_pulse.upscale(low, options=opts, progress=on_event)
     wall = time.perf_counter() - t0
-    mse = 10 ** (-r.lr_psnr_tiles.reshape(n) / 10)
+    mse = tile_mse(r)
     to_eps = [
         t if (t is not None and m <= EPS) else wall for t, m in zip(reached, mse, strict=True)
     ]
     return {"mse": mse, "wall": wall, "to_eps": max(to_eps), "params": r.params}
 
 
-def median_psnr(mse: np.ndarray) -> float:
-    return float(np.median([psnr(float(m)) for m in mse]))
-
-
-def warm_up(low: np.ndarray, cfg: SearchConfig) -> float:
+def warm_up(low: np.ndarray, opts: Options) -> float:
     """Runs both once on a tiny budget; returns the seconds ours spent building its bank
     and fitting its guide (in an empty cache directory, so that the one-time cost is
     measured)."""
@@ -150,65 +146,33 @@ def warm_up(low: np.ndarray, cfg: SearchConfig) -> float:
             bank_seconds = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    napari_pulse.upscale(
-        low[:1],
-        generator=SETUP["name"],
-        factor=SETUP["factor"],
-        normalization="range",
-        rgb=low.ndim == 4,
-        steps=3,
-        restarts=cfg.restarts,
-        config=cfg,
-        progress=on_event,
-    )
+    napari_pulse.upscale(low[:1], options=replace(opts, steps=3), progress=on_event)
     return bank_seconds
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--n", type=int, default=8)
-    ap.add_argument("--generator", default=SETUP["name"], help="a registered generator")
-    ap.add_argument("--factor", type=int, default=SETUP["factor"])
-    ap.add_argument("--real", action="store_true", help="real faces instead of generator images")
-    ap.add_argument("--ref-steps", type=int, default=100, help="steps of one reference start")
-    ap.add_argument(
+    p = parser(__doc__, n=8, generator=SETUP["name"], factor=SETUP["factor"], search=True)
+    p.add_argument("--real", action="store_true", help="real faces instead of generator images")
+    p.add_argument("--ref-steps", type=int, default=100, help="steps of one reference start")
+    p.add_argument(
         "--ref-starts",
         type=int,
         default=None,
         help="most reference starts per input (default: the passes our default search plans "
         "/ --ref-steps, whatever settings ours runs with)",
     )
-    ap.add_argument("--steps", type=int, default=SearchConfig.steps)
-    ap.add_argument("--restarts", type=int, default=SearchConfig.restarts)
-    ap.add_argument("--explore-steps", type=int, default=SearchConfig.explore_steps)
-    ap.add_argument("--keep", type=int, default=SearchConfig.keep)
-    ap.add_argument("--explore-lr", type=float, default=SearchConfig.explore_lr)
-    ap.add_argument("--bank", type=int, default=SearchConfig.bank, help="warm-start bank size")
-    ap.add_argument("--quick", action="store_true", help="a quick wave first (needs --bank)")
-    ap.add_argument("--guide", action="store_true", help="guided starts (needs --bank)")
-    args = ap.parse_args()
+    args = p.parse_args()
     SETUP.update(name=args.generator, factor=args.factor)
     if args.real and args.generator != "faces-dcgan64":
-        ap.error("--real inputs are faces: use them with faces-dcgan64")
-    torch.set_num_threads(1)
-    cfg = SearchConfig(
-        steps=args.steps,
-        restarts=args.restarts,
-        explore_steps=args.explore_steps,
-        keep=args.keep,
-        explore_lr=args.explore_lr,
-        bank=args.bank,
-        guide=args.guide,
-        quick=args.quick,
-    )
-    d = SearchConfig()
+        p.error("--real inputs are faces: use them with faces-dcgan64")
+    low = real(args.n) if args.real else synthetic(args.n)
+    opts = options(args, normalization="range", rgb=low.ndim == 4)
+    cfg, d = opts.search_config(), SearchConfig()
     budget = d.restarts * d.n_explore_steps + d.n_keep * (d.steps - d.n_explore_steps)
     planned = cfg.restarts * cfg.n_explore_steps + cfg.n_keep * (cfg.steps - cfg.n_explore_steps)
     max_starts = args.ref_starts or max(1, budget // args.ref_steps)
-    low = real(args.n) if args.real else synthetic(args.n)
     kind = "real faces (../shared/data/faces)" if args.real else "generator images (seed 1234)"
-
-    print("machine:", machine())
+    begin(args)
     print(
         f"inputs: {args.n} {kind}, {SETUP['name']} x{SETUP['factor']} bicubic, uint8; eps {EPS:g}"
     )
@@ -216,33 +180,28 @@ def main() -> None:
         f"reference budget: up to {max_starts} starts x {args.ref_steps} steps per input "
         f"(ours plans {planned} generator passes per input)"
     )
-    bank_seconds = warm_up(low, cfg)
+    bank_seconds = warm_up(low, opts)
     ref = run_reference(low, max_starts, args.ref_steps)
-    ours = run_ours(low, cfg)
+    ours = run_ours(low, opts)
     t_ref = float(ref["seconds"].sum())
     n_ref, n_ours = int((ref["mse"] <= EPS).sum()), int((ours["mse"] <= EPS).sum())
-    p = ours["params"]
-    print(f"reference reached eps: {n_ref}/{args.n}")
-    print(f"reference time until every input reached eps or its budget: {t_ref:.1f} s")
+    report("reference reached eps", inputs=f"{n_ref}/{args.n}")
+    report("reference time until every input reached eps or its budget", seconds=t_ref)
     print(f"reference starts used per input: {' '.join(str(s) for s in ref['starts'])}")
-    print(f"reference median lr_psnr: {median_psnr(ref['mse']):.1f} dB")
-    print(
-        f"ours ({p['steps']} steps, {p['restarts']} restarts, explore {cfg.explore_steps}, "
-        f"keep {cfg.keep}, explore lr {cfg.explore_lr:g}, bank {cfg.bank}, quick {cfg.quick}, "
-        f"guide {cfg.guide}) "
-        f"reached eps: {n_ours}/{args.n}"
-    )
+    report("reference", median_lr_psnr_db=median_psnr(ref["mse"]))
+    finer = f"explore {cfg.explore_steps} steps at lr {cfg.explore_lr:g}, keep {cfg.keep}"
+    report(f"ours ({describe(opts)}; {finer}) reached eps", inputs=f"{n_ours}/{args.n}")
     if cfg.bank:
-        print(
-            "ours one-time bank build and guide fit (before the timed run, then cached): "
-            f"{bank_seconds:.1f} s"
+        report(
+            "ours one-time bank build and guide fit (before the timed run, then cached)",
+            seconds=bank_seconds,
         )
-    print(f"ours time until every input reached eps or its budget: {ours['to_eps']:.1f} s")
-    print(f"ours wall time of the whole search: {ours['wall']:.1f} s")
-    print(f"ours median lr_psnr: {median_psnr(ours['mse']):.1f} dB")
+    report("ours time until every input reached eps or its budget", seconds=ours["to_eps"])
+    report("ours wall time of the whole search", seconds=ours["wall"])
+    report("ours", median_lr_psnr_db=median_psnr(ours["mse"]))
     ratio = t_ref / ours["to_eps"]
-    print(f"speed ratio (reference time / ours, until eps): {ratio:.2f}")
-    print(f"speed ratio (reference time / ours, whole search): {t_ref / ours['wall']:.2f}")
+    report("speed ratio (reference time / ours, until eps)", ratio=ratio)
+    report("speed ratio (reference time / ours, whole search)", ratio=t_ref / ours["wall"])
     met = n_ours >= n_ref and ratio >= 5
     print(f"target (at least as many at eps, >= 5x faster): {'met' if met else 'NOT met'}")
 

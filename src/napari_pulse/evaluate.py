@@ -109,7 +109,9 @@ def center_crop(image: np.ndarray, factor: int) -> np.ndarray:
     return image[y : y + hh, x : x + ww]
 
 
-def _bicubic_up(low: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+def bicubic_up(low: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Plain bicubic upsampling (the baseline) of ``(h, w[, 3])`` values in [0, 1] to
+    ``size``, clipped to [0, 1]."""
     t = torch.from_numpy(np.ascontiguousarray(np.atleast_3d(low).transpose(2, 0, 1)))[None]
     up = F.interpolate(t.float(), size=size, mode="bicubic", align_corners=False)
     up = up[0].clamp(0, 1).permute(1, 2, 0).numpy()
@@ -142,7 +144,7 @@ def evaluate_image(path: Path, options: Options) -> ImageResult:
     r = upscale(low, options=replace(options, normalization="range", rgb=truth.ndim == 3))
     seconds = time.perf_counter() - start
     low_u = low.astype(np.float32) / scale
-    bicubic = _bicubic_up(low_u, truth.shape[:2])
+    bicubic = bicubic_up(low_u, truth.shape[:2])
     sample = r.image.astype(np.float32) / scale
     mean = r.mean / scale
     std = r.std / scale if r.std is not None else np.zeros_like(sample)
