@@ -9,17 +9,12 @@ from dataclasses import replace
 from typing import Any
 
 import numpy as np
-import torch
 
 from . import pipeline
 from .events import Cancelled, Finished, Progress
-from .intensity import ACCEPTED_DTYPES, fit_intensity
-from .job import Job
-from .layout import Layout
-from .options import Options, Setup, pick_device
-from .render import Renderer
-from .result import Frame, Result, assemble
-from .tiling import Mosaic, TileGrid
+from .intensity import ACCEPTED_DTYPES
+from .options import Options, pick_device
+from .result import Result
 
 __all__ = ["Options", "Result", "iter_upscale", "pick_device", "upscale"]
 
@@ -87,31 +82,7 @@ def iter_upscale(
         raise TypeError(f"unknown upscale option(s): {', '.join(unknown)}")
     arr, rgb = check_image(image, settings.get("rgb", base.rgb))
     opts = replace(base, **settings) if settings else base
-    return _stream(arr, rgb, opts.resolve(rgb))
-
-
-def _stream(arr: np.ndarray, rgb: bool, setup: Setup) -> Generator[Progress | Finished, None, None]:
-    """The work of :func:`iter_upscale`, on checked arguments: the pipeline, then the result."""
-    gen, factor = setup.generator, setup.factor
-    layout = Layout.of(arr, rgb, gen)
-    mode = gen.card.normalization if setup.normalization == "auto" else setup.normalization
-    intensity = fit_intensity(arr, mode)
-    planes = layout.to_planes(intensity.to_unit(arr))  # a new float32 array: the caller's stays
-    frame = Frame(layout, intensity, arr.dtype, planes)
-    n_planes, c, h, w = planes.shape
-    grid = TileGrid.plan((h, w), setup.tile, factor, setup.overlap)
-    render = Renderer(gen, c, (grid.tile[0] * factor, grid.tile[1] * factor))
-    gen.to(setup.device)
-    target = torch.from_numpy(np.clip(planes, 0, 1)).to(setup.device)
-    job = Job.make(render, setup.degrade, grid, target, setup.cfg, setup.seed)
-
-    def preview() -> np.ndarray:
-        tiles = job.live.view(n_planes, len(grid), *job.live.shape[1:])
-        return frame.to_user(Mosaic(grid, tiles).image().cpu().numpy()[:, None])[0]
-
-    stages = pipeline.build(setup)
-    state = yield from pipeline.run(job, stages, preview)
-    yield Finished(assemble(frame, job, state, setup, rgb))
+    return pipeline.stream(arr, rgb, opts.resolve(rgb))
 
 
 def upscale(

@@ -18,7 +18,8 @@ and the strategies add or swap pieces::
 
 :func:`run` sums the stages' plans into one total, moves one ledger from stage to stage
 (a stage that stops early leaves the rest of its share unused), re-bases every event on it
-and attaches the live preview.
+and attaches the live preview. :func:`stream` is a whole upscale around them: the user's
+array as planes and tiles, the :class:`~napari_pulse.job.Job`, the stages, the result.
 """
 
 from __future__ import annotations
@@ -27,17 +28,25 @@ from collections.abc import Callable, Generator
 from dataclasses import replace
 from typing import Any
 
+import numpy as np
+import torch
+
 from . import guide
 from .bank import BuildBank
 from .blend import SeamBlend
 from .candidates import ChooseSamples
-from .events import Progress, relay
+from .events import Finished, Progress, relay
 from .guide import FitGuide
+from .intensity import fit_intensity
 from .intermediate import FeatureSearch
 from .job import Job, Stage, State
+from .layout import Layout
 from .options import Setup
+from .render import Renderer
+from .result import Frame, assemble
 from .search import LatentSearch
 from .starts import BlindStarts, GuidedStarts, NearestStarts
+from .tiling import Mosaic, TileGrid
 
 
 def build(setup: Setup) -> list[Stage]:
@@ -88,3 +97,27 @@ def run(
         )
         done += plan
     return state
+
+
+def stream(arr: np.ndarray, rgb: bool, setup: Setup) -> Generator[Progress | Finished, None, None]:
+    """A whole upscale on checked arguments (the work of :func:`napari_pulse.iter_upscale`):
+    the user's array as planes and tiles, the job, the stages, then the result."""
+    gen, factor = setup.generator, setup.factor
+    layout = Layout.of(arr, rgb, gen)
+    mode = gen.card.normalization if setup.normalization == "auto" else setup.normalization
+    intensity = fit_intensity(arr, mode)
+    planes = layout.to_planes(intensity.to_unit(arr))  # a new float32 array: the caller's stays
+    frame = Frame(layout, intensity, arr.dtype, planes)
+    n_planes, c, h, w = planes.shape
+    grid = TileGrid.plan((h, w), setup.tile, factor, setup.overlap)
+    render = Renderer(gen, c, (grid.tile[0] * factor, grid.tile[1] * factor))
+    gen.to(setup.device)
+    target = torch.from_numpy(np.clip(planes, 0, 1)).to(setup.device)
+    job = Job.make(render, setup.degrade, grid, target, setup.cfg, setup.seed)
+
+    def preview() -> np.ndarray:
+        tiles = job.live.view(n_planes, len(grid), *job.live.shape[1:])
+        return frame.to_user(Mosaic(grid, tiles).image().cpu().numpy()[:, None])[0]
+
+    state = yield from run(job, build(setup), preview)
+    yield Finished(assemble(frame, job, state, setup, rgb))
