@@ -103,7 +103,7 @@ def main() -> None:
     fwd, fwd_bwd = flops_per_image(name, factor)
     wall, grad_rows, plain_rows = counted_run(low, opts)
     rate = (grad_rows * fwd_bwd + plain_rows * fwd) / wall / 1e9
-    bare = generator_gflops(name, factor, fwd_bwd, opts.search_config().batch_size)
+    bare = generator_gflops(name, factor, fwd_bwd, opts.resolve(low.ndim == 4).cfg.batch_size)
     peak = max(peak, matmul_gflops())  # again after the run: the better of the two
     print(f"run: {args.n} input(s), {name} x{factor}, {describe(opts)}")
     report("flops per image, forward", gflop=f"{fwd / 1e9:.3f}")

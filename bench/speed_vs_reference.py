@@ -100,9 +100,11 @@ def run_ours(low: np.ndarray, opts: Options) -> dict:
     """One ``upscale`` call with ``opts``; notes when each input's best reached eps.
 
     With a quick wave, times are read from the quick wave's events; an input that only
-    the search after it brings to eps counts with the whole run (an upper bound).
+    the search after it brings to eps counts with the whole run (an upper bound). With
+    encoder starts, from the encoder rung's events (which report the worst input of its
+    pool; every input is in it when there are at most as many inputs as the pool holds).
     """
-    n, cfg = len(low), opts.search_config()
+    n, cfg = len(low), opts.resolve(low.ndim == 4).cfg
     first, stage = (cfg.quick_wave(), "quick") if cfg.quick else (cfg, "search")
     explore = first.batches(n, first.restarts)
     refine = first.batches(n, first.n_keep)
@@ -113,9 +115,15 @@ def run_ours(low: np.ndarray, opts: Options) -> dict:
 
     def on_event(ev: Progress) -> None:
         start = at.setdefault(ev.stage, ev.done)  # the stage's first event: its start
-        if ev.stage != stage or ev.done == start or ev.best_mse > EPS:
+        if ev.done == start or ev.best_mse > EPS:
             return
         now = time.perf_counter() - t0
+        if ev.stage == "encoder":  # the encoder rung: every input is in its pool at once
+            for u in range(n):  # (n <= the pool's width), so its worst is every input's
+                reached[u] = reached[u] if reached[u] is not None else now
+            return
+        if ev.stage != stage:
+            return
         for u in (explore if ev.done - start <= explore_done else refine)[ev.batch - 1]:
             if reached[u] is None:
                 reached[u] = now
@@ -167,7 +175,7 @@ def main() -> None:
         p.error("--real inputs are faces: use them with faces-dcgan64")
     low = real(args.n) if args.real else synthetic(args.n)
     opts = options(args, normalization="range", rgb=low.ndim == 4)
-    cfg, d = opts.search_config(), SearchConfig()
+    cfg, d = opts.resolve(low.ndim == 4).cfg, SearchConfig()
     budget = d.restarts * d.n_explore_steps + d.n_keep * (d.steps - d.n_explore_steps)
     planned = cfg.restarts * cfg.n_explore_steps + cfg.n_keep * (cfg.steps - cfg.n_explore_steps)
     max_starts = args.ref_starts or max(1, budget // args.ref_steps)

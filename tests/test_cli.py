@@ -58,6 +58,8 @@ def test_upscale_uint16_tiff_summary_and_warning(tif, tmp_path, capsys):
     assert str(out) in captured.out and "lr_psnr" in captured.out and "dB" in captured.out
     assert f"{meta['lr_psnr']:.2f} dB" in captured.out
     assert ("could not explain" in captured.err) == (not meta["success"])
+    # tiny has no encoder: the command says how to make one.
+    assert meta["encoder"] is None and "napari-pulse train-encoder" in captured.err
 
 
 def test_intermediate_mode_records_its_settings_and_warns_out_of_domain(png, tmp_path, capsys):

@@ -12,6 +12,13 @@ and two more progress events, so it was recorded again: a latent search stage th
 after another (the full search after the quick wave) announces itself with an event at
 its start, and the feature search reports the step at which its last unit settles.
 
+It was recorded again when encoder starts became the default: the cases without an
+encoder (the tiny generators; the face DCGAN with ``encoder=False``) kept their images bit
+for bit, ``params`` gained the passes per tile, the tiles at eps after each rung, the
+encoder used and the new search settings, and one case's events changed with the batch
+width (64 images on a CPU, was 128); the encoder cases (``faces-encoder``,
+``nuclei-encoder``) are new and depend on the bundled encoders.
+
 The inputs are stored with the recording, so nothing here depends on how they were made.
 Record again (only when a change of results is intended and said so in its commit) with::
 
@@ -43,6 +50,8 @@ GUIDE_STEPS = 60
 VOLATILE = ("napari_pulse", "torch", "device")
 
 SMALL = dict(steps=40, restarts=8, seed=3, config=SearchConfig(explore_steps=10))
+#: The same without encoder starts (the search from blind starts, where an encoder exists).
+BLIND = {**SMALL, "config": SearchConfig(explore_steps=10, encoder=False)}
 
 
 def _inputs() -> dict[str, np.ndarray]:
@@ -68,7 +77,17 @@ def _inputs() -> dict[str, np.ndarray]:
         "rgb": rng.random((10, 10, 3)).astype(np.float32),
         "stack": np.stack([drawn, rng.random((8, 8)).astype(np.float32)]),
         "face": face.astype(np.float32),
+        "nuclei": _nuclei_field(),
     }
+
+
+def _nuclei_field() -> np.ndarray:
+    """A 28x28 low-res field (2x2 tiles at x4) of blobs on a dark background, uint8."""
+    yy, xx = np.mgrid[0:28, 0:28]
+    field = np.zeros((28, 28))
+    for cy, cx, r in ((8, 9, 5), (19, 20, 4), (21, 6, 3)):
+        field += np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * r**2))
+    return np.clip(np.rint(field / field.max() * 230 + 8), 0, 255).astype(np.uint8)
 
 
 #: name -> (input, upscale keywords, needs the face DCGAN)
@@ -116,6 +135,11 @@ CASES: dict[str, tuple[str, dict[str, Any], bool]] = {
     ),  # fmt: skip
     "faces-default": (
         "face",
+        dict(generator="faces-dcgan64", factor=8, samples=2, **{**BLIND, "steps": 30}),
+        True,
+    ),
+    "faces-encoder": (
+        "face",
         dict(generator="faces-dcgan64", factor=8, samples=2, **{**SMALL, "steps": 30}),
         True,
     ),
@@ -123,10 +147,11 @@ CASES: dict[str, tuple[str, dict[str, Any], bool]] = {
         "face",
         dict(
             generator="faces-dcgan64", factor=8,
-            **{**SMALL, "steps": 30, "config": SearchConfig(bank=256)},
+            **{**SMALL, "steps": 30, "config": SearchConfig(bank=256, encoder=False)},
         ),
         True,
     ),  # fmt: skip
+    "nuclei-encoder": ("nuclei", dict(generator="nuclei", factor=4, samples=2, **SMALL), False),
 }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -21,7 +22,9 @@ from napari_pulse.starts import BlindStarts, GuidedStarts, NearestStarts
 
 
 def _stages(**kw):
-    return pipeline.build(Options(generator="tiny", **kw).resolve(rgb=False))
+    setup = Options(generator="tiny", **kw).resolve(rgb=False)
+    _, job = pipeline.prepare(np.zeros((8, 8), np.float32), False, setup)
+    return pipeline.build(setup, job)
 
 
 def _names(stages) -> list[str]:
@@ -101,7 +104,8 @@ class _Steps:
 def test_the_runner_sums_the_plans_and_moves_one_ledger_from_stage_to_stage():
     stages = [_Steps("a", 3, 3), _Steps("b", 5, 2), _Steps("c", 0, 0), _Steps("d", 4, 4)]
     events: list[Progress] = []
-    state = drain(pipeline.run(None, stages, preview=lambda: "image"), events)
+    job = SimpleNamespace(n_units=2)  # the toy stages read nothing else of it
+    state = drain(pipeline.run(job, stages, preview=lambda: "image"), events)
     assert [(e.stage, e.done) for e in events] == [
         ("a", 1), ("a", 2), ("a", 3),
         ("b", 4), ("b", 5),  # b stopped early: the rest of its share is skipped

@@ -34,9 +34,14 @@ class SeamBlend:
 
     name = "blend"
 
+    def __init__(self, single: bool = False) -> None:
+        #: Also refine an image of one tile (on its own loss): the last part of its fit.
+        self.single = single
+
     def plan(self, job: Job) -> int:
         t = len(job.grid)
-        return len(job.cfg.batches(t, job.n_mosaics)) * job.cfg.n_blend_steps if t > 1 else 0
+        runs = t > 1 or self.single
+        return len(job.cfg.batches(t, job.n_mosaics)) * job.cfg.n_blend_steps if runs else 0
 
     def run(self, job: Job, state: State) -> Generator[Progress, None, State]:
         c = state.chosen
@@ -44,11 +49,14 @@ class SeamBlend:
         offsets = {k: per_mosaic(job, o) for k, o in c.offsets.items()}
         mosaic = Mosaic(job.grid, per_mosaic(job, c.images))
         steps, t = job.cfg.n_blend_steps, len(job.grid)
-        if t > 1 and steps > 0:
+        if (t > 1 or self.single) and steps > 0:
             chunks, plan = job.cfg.batches(t, job.n_mosaics), self.plan(job)  # a batch at a time
             for i, idx in enumerate(chunks):
                 events = ticks_as_progress(self.name, i * steps, plan, i + 1, len(chunks))
-                yield from relay(self._chunk(job, mosaic, idx, z, noise, offsets), events)
+                best = yield from relay(self._chunk(job, mosaic, idx, z, noise, offsets), events)
+                tiles = torch.tensor(idx)
+                units = (torch.arange(job.n_planes)[:, None] * t + tiles[None]).flatten()
+                state = state.spent(units, best.evaluations * job.samples)
         return replace(state, mosaics=mosaic.image())
 
     def _chunk(self, job: Job, mosaic: Mosaic, idx: list[int], z, noise, offsets):
@@ -96,6 +104,7 @@ class SeamBlend:
         z[:, idx] = best_z.view(m, len(idx), *z.shape[2:])
         for n, bn in zip(noise, best_n, strict=True):
             n[:, idx] = bn.view(m, len(idx), *n.shape[2:])
+        return best
 
 
 def _region(grid, idx: list[int], margin: int):

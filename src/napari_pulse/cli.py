@@ -15,6 +15,7 @@ from tqdm import tqdm
 from . import __version__, guide
 from .api import upscale
 from .bank import atypical_warning
+from .cli_encoder import add_train_encoder
 from .cli_evaluate import add_evaluate
 from .cli_options import DFLT, add_search_arguments, options_from_args
 from .cli_train import add_train
@@ -113,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     gens.set_defaults(func=_run_generators)
     add_train(sub)
+    add_train_encoder(sub)
     add_evaluate(sub)
     return parser
 
@@ -232,7 +234,19 @@ def _run_upscale(args: argparse.Namespace) -> int:
     for message in (ood_warning(result.ood_score), atypical_warning(result.atypicality)):
         if message:
             print(f"{PROG}: warning: {message}", file=sys.stderr)
+    if result.params.get("encoder") is None and not args.quiet:
+        print(no_encoder_hint(result.params), file=sys.stderr)
     return 0
+
+
+def no_encoder_hint(params: dict[str, Any]) -> str:
+    """Where no encoder exists for the generator and factor: how to make one."""
+    return (
+        f"{PROG}: note: no encoder for generator {params['generator']!r} at x{params['factor']} "
+        f"({params['degradation']}), so every tile was searched from random starts; "
+        f"'{PROG} train-encoder IMAGES_DIR --generator {params['generator']} --factor "
+        f"{params['factor']}' makes one and later upscales much faster"
+    )
 
 
 def _write(result: Result, source: Path, outs: list[Path]) -> None:

@@ -10,7 +10,7 @@ runner (:mod:`napari_pulse.pipeline`) re-bases those events on the job's one led
 from __future__ import annotations
 
 from collections.abc import Generator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Protocol
 
 import torch
@@ -103,6 +103,16 @@ class State:
     at_eps: dict[str, int] = field(default_factory=dict)
     chosen: Chosen | None = None  # the samples of every unit
     mosaics: torch.Tensor | None = None  # (P * N, C, H, W), planes major
+    #: Generator passes (images rendered while optimising) spent on every unit so far.
+    passes: torch.Tensor | None = None
+
+    def spent(self, units: torch.Tensor, passes: torch.Tensor | int) -> State:
+        """This state with ``passes`` (one count, or one per unit) more generator passes
+        spent on ``units``."""
+        if self.passes is None:
+            return self
+        more = torch.as_tensor(passes).long().cpu().expand(len(units))
+        return replace(self, passes=self.passes.index_add(0, units.cpu().long(), more))
 
 
 class Stage(Protocol):

@@ -63,6 +63,7 @@ class Best:
     mse: torch.Tensor  # (units,)
     values: list[torch.Tensor]  # snapshots of the tracked tensors, (rows, ...)
     images: torch.Tensor | None  # (rows, ...) when images are kept
+    evaluations: int = 0  # objective evaluations (generator passes per row) made
 
 
 class Settle:
@@ -160,6 +161,7 @@ def optimise(
             if best is None:
                 inf = torch.full(mse.shape, math.inf, device=mse.device)
                 best = Best(inf, [t.detach().clone() for t in track], images)
+            best.evaluations += 1
             better_units = mse < best.mse
             best.mse = torch.where(better_units, mse.detach(), best.mse)
             better = better_units.repeat_interleave(rows) if rows > 1 else better_units

@@ -21,7 +21,7 @@ from .degrade import DEGRADATIONS, Degradation
 from .generators import DomainGenerator, default_for, load
 from .intensity import NORMALIZATIONS
 from .intermediate import MODES, IntermediateConfig, check_layers
-from .search import SearchConfig
+from .search import SearchConfig, batch_width
 
 
 def present_devices() -> list[str]:
@@ -76,6 +76,14 @@ def _check_number(value: Any, strict: bool, message: str) -> None:
     real = isinstance(value, (int, float, np.floating)) and not isinstance(value, bool)
     if not (real and (value > 0 if strict else value >= 0)):
         raise ValueError(f"{message}, got {value!r}")
+
+
+def _with_width(cfg: SearchConfig, device: torch.device) -> SearchConfig:
+    """``cfg`` with its batch width set (chosen for the device when not given)."""
+    if cfg.batch_size is not None:
+        _count("config.batch_size", cfg.batch_size, 1)
+        return cfg
+    return replace(cfg, batch_size=batch_width(device))
 
 
 @dataclass(frozen=True)
@@ -229,7 +237,7 @@ class Options:
             generator=gen,
             factor=factor,
             degrade=Degradation(self.degradation, factor, self.sigma).to(dev),
-            cfg=self.search_config(),
+            cfg=_with_width(self.search_config(), dev),
             mode=self.mode,
             intermediate=icfg,
             layers=layers,

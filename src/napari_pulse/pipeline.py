@@ -4,7 +4,14 @@ A pipeline is a list of stages (:class:`~napari_pulse.job.Stage`), each a small 
 plans its share of the progress total and turns one :class:`~napari_pulse.job.State` into
 the next. :func:`build` is the only place where the search's strategy settings (warm-start
 bank, guided starts, quick wave, intermediate mode) are read; every other piece of code is
-given objects. The default pipeline is::
+given objects. Where a trained encoder exists for the generator, tile, factor and
+operator (:mod:`napari_pulse.encoder`), the default pipeline is a ladder::
+
+    RefineSearch("encoder", encoder starts) -> LatentSearch(blind starts) -> ChooseSamples
+        -> SeamBlend (single tiles too)
+
+where every tile refines the encoder's guess for a few steps and leaves as soon as it
+settles, and only tiles still above eps climb to the full search. Without an encoder::
 
     LatentSearch(blind starts) -> ChooseSamples -> SeamBlend
 
@@ -31,7 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import guide
+from . import encoder, guide
 from .bank import BuildBank
 from .blend import SeamBlend
 from .candidates import ChooseSamples
@@ -42,17 +49,23 @@ from .intermediate import FeatureSearch
 from .job import Job, Stage, State
 from .layout import Layout
 from .options import Setup
+from .refine import RefineConfig, RefineSearch
 from .render import Renderer
 from .result import Frame, assemble
 from .search import LatentSearch
-from .starts import BlindStarts, GuidedStarts, NearestStarts
+from .starts import BlindStarts, EncoderStarts, GuidedStarts, NearestStarts
 from .tiling import Mosaic, TileGrid
 
 
-def build(setup: Setup) -> list[Stage]:
-    """The stages for these options, in order (see the module docstring)."""
+def build(setup: Setup, job: Job) -> list[Stage]:
+    """The stages for these options and this job, in order (see the module docstring)."""
     cfg, seed = setup.cfg, setup.seed
     stages: list[Stage] = []
+    found = encoder_for(setup, job) if cfg.encoder else None
+    if found is not None:
+        rung = RefineConfig.encoder_rung(cfg)
+        starts_near = EncoderStarts(*found[:1], cfg.encoder_spread, path=found[1])
+        stages.append(RefineSearch(cfg, rung, starts_near, "encoder"))
     starts = BlindStarts()
     if cfg.bank:
         needed = cfg.quick_wave().restarts if cfg.quick else cfg.restarts  # starts it supplies
@@ -72,8 +85,16 @@ def build(setup: Setup) -> list[Stage]:
     stages.append(ChooseSamples())
     if setup.mode == "intermediate":
         stages.append(FeatureSearch(setup.intermediate, setup.layers))
-    stages.append(SeamBlend())
+    stages.append(SeamBlend(single=found is not None))
     return stages
+
+
+def encoder_for(setup: Setup, job: Job):
+    """The trained encoder for the job's generator, tile, factor and operator, and its
+    file; None when there is none."""
+    d = setup.degrade
+    low_shape = tuple(job.lr_tiles.shape[1:])
+    return encoder.find(job.render.g, low_shape, setup.factor, d.kind, d.sigma)
 
 
 def run(
@@ -86,7 +107,7 @@ def run(
     total planned up front) with ``preview`` attached; returns the last state."""
     plans = [stage.plan(job) for stage in stages]
     total = sum(plans)
-    state = state or State()
+    state = state or State(passes=torch.zeros(job.n_units, dtype=torch.long))
     done = 0
     for stage, plan in zip(stages, plans, strict=True):
         state = yield from relay(
@@ -99,25 +120,35 @@ def run(
     return state
 
 
-def stream(arr: np.ndarray, rgb: bool, setup: Setup) -> Generator[Progress | Finished, None, None]:
-    """A whole upscale on checked arguments (the work of :func:`napari_pulse.iter_upscale`):
-    the user's array as planes and tiles, the job, the stages, then the result."""
+def prepare(arr: np.ndarray, rgb: bool, setup: Setup) -> tuple[Frame, Job]:
+    """The user's array as the pipeline sees it (planes in [0, 1]), and the job on its tiles."""
     gen, factor = setup.generator, setup.factor
     layout = Layout.of(arr, rgb, gen)
     mode = gen.card.normalization if setup.normalization == "auto" else setup.normalization
     intensity = fit_intensity(arr, mode)
     planes = layout.to_planes(intensity.to_unit(arr))  # a new float32 array: the caller's stays
     frame = Frame(layout, intensity, arr.dtype, planes)
-    n_planes, c, h, w = planes.shape
+    c, h, w = planes.shape[1:]
     grid = TileGrid.plan((h, w), setup.tile, factor, setup.overlap)
     render = Renderer(gen, c, (grid.tile[0] * factor, grid.tile[1] * factor))
     gen.to(setup.device)
     target = torch.from_numpy(np.clip(planes, 0, 1)).to(setup.device)
-    job = Job.make(render, setup.degrade, grid, target, setup.cfg, setup.seed)
+    return frame, Job.make(render, setup.degrade, grid, target, setup.cfg, setup.seed)
+
+
+def stream(arr: np.ndarray, rgb: bool, setup: Setup) -> Generator[Progress | Finished, None, None]:
+    """A whole upscale on checked arguments (the work of :func:`napari_pulse.iter_upscale`):
+    the user's array as planes and tiles, the job, the stages, then the result."""
+    frame, job = prepare(arr, rgb, setup)
+    grid = job.grid
 
     def preview() -> np.ndarray:
-        tiles = job.live.view(n_planes, len(grid), *job.live.shape[1:])
+        tiles = job.live.view(job.n_planes, len(grid), *job.live.shape[1:])
         return frame.to_user(Mosaic(grid, tiles).image().cpu().numpy()[:, None])[0]
 
-    state = yield from run(job, build(setup), preview)
-    yield Finished(assemble(frame, job, state, setup, rgb))
+    stages = build(setup, job)
+    used = [s.starts.path for s in stages if isinstance(getattr(s, "starts", None), EncoderStarts)]
+    state = yield from run(job, stages, preview)
+    result = assemble(frame, job, state, setup, rgb)
+    result.params["encoder"] = used[0].name if used else None
+    yield Finished(result)

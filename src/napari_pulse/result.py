@@ -124,6 +124,8 @@ def params(frame: Frame, job: Job, state: State, setup: Setup, rgb: bool) -> dic
         "blend_steps": cfg.n_blend_steps if len(grid) > 1 else 0,
         "mode": setup.mode,
         "quick_wave_tiles_at_eps": state.at_eps.get("quick"),
+        "tiles_at_eps_after": dict(state.at_eps),
+        "passes_per_tile": _passes(state.passes),
         "intermediate": inter if setup.mode == "intermediate" else None,
         "latent_phase_tile_lr_psnr": _psnr_array(latent_mse).tolist(),
         "search": dict(cfg.__dict__),
@@ -131,6 +133,14 @@ def params(frame: Frame, job: Job, state: State, setup: Setup, rgb: bool) -> dic
         "napari_pulse": __version__,
         "torch": torch.__version__,
     }
+
+
+def _passes(passes: torch.Tensor | None) -> dict[str, float] | None:
+    """Generator passes spent per tile (and sample): median, max and mean."""
+    if passes is None or not len(passes):
+        return None
+    p = passes.double()
+    return {"median": float(p.median()), "max": float(p.max()), "mean": float(p.mean())}
 
 
 def _measure(

@@ -46,7 +46,8 @@ class SearchConfig:
     patience: int = 25
     early_stop: bool = True
     optimize_noise: bool = True
-    batch_size: int = 128  # generator images per forward pass
+    #: Generator images per forward pass; None: :func:`batch_width` for the device.
+    batch_size: int | None = None
     #: Warm starts: each tile's starts are its nearest of ``bank`` prior draws (low-res
     #: MSE; see :mod:`napari_pulse.bank`). 0: blind random starts.
     bank: int = 0
@@ -58,6 +59,20 @@ class SearchConfig:
     #: bank guesses each tile's latent, and the search's starts spread from that guess to
     #: blind random directions (see :mod:`napari_pulse.guide`).
     guide: bool = False
+    #: Encoder starts (where a trained encoder for the generator, factor and operator
+    #: exists, see :mod:`napari_pulse.encoder`): every tile first refines the encoder's
+    #: guess (and perturbations of it: ``encoder_starts``, at least ``samples``) for at
+    #: most ``encoder_steps`` steps, leaving as soon as it is at eps and has not improved
+    #: by 1% for ``encoder_patience`` steps; only tiles still above eps then get the
+    #: search set by the fields above.
+    encoder: bool = True
+    encoder_starts: int = 2
+    encoder_steps: int = 60
+    encoder_patience: int = 8
+    encoder_lr: float = 0.1
+    #: The encoder's perturbed starts have cosines with its guess from 1 down to
+    #: ``1 - encoder_spread`` (several samples are then distinct fits).
+    encoder_spread: float = 0.3
 
     def quick_wave(self) -> SearchConfig:
         """The quick wave's settings: 8 starts (at least ``samples``) explore 5 steps at a
@@ -103,6 +118,18 @@ class SearchConfig:
         return sum(len(self.batches(n_units, k)) * steps for k, steps, _, _ in self.rungs())
 
 
+#: Batch widths by device type. On this project's 2-core CPU a forward and backward pass of
+#: the nuclei StyleGAN2 runs 394-446 images/s at 32-64 images and 135-185 at 128; the face
+#: DCGAN 598-635 at 32-64 and 524 at 128 (``bench/generator_speed.py --batch``): beyond 64
+#: the activations leave the caches. GPUs want wide batches (512: not measured here).
+BATCH_WIDTH = {"cpu": 64, "cuda": 512, "mps": 256}
+
+
+def batch_width(device: torch.device | str) -> int:
+    """Generator images per forward pass for a device (:data:`BATCH_WIDTH`)."""
+    return BATCH_WIDTH.get(torch.device(device).type, 64)
+
+
 def per_sample_loss(
     cfg: SearchConfig, lr_images: torch.Tensor, target: torch.Tensor, z: torch.Tensor, geo: bool
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -132,8 +159,9 @@ class LatentSearch:
         if len(units):
             yield Progress(self.name, 0, self.plan(job), 1, 1, float("inf"))
             z0, noise0 = self.starts(job, state, units, self.cfg.restarts)
-            found = yield from self._halving(job, units, z0, noise0)
+            found, passes = yield from self._halving(job, units, z0, noise0)
             cands = found if state.cands is None else merge(state.cands, found, units)
+            state = state.spent(units, passes)
         else:
             cands = state.cands
         at_eps = int((cands.mse[:, 0] <= self.cfg.eps).sum())
@@ -141,13 +169,15 @@ class LatentSearch:
 
     def _halving(
         self, job: Job, units: torch.Tensor, z0: torch.Tensor, noise0: list[torch.Tensor]
-    ) -> Generator[Progress, None, Candidates]:
-        """Every rung starts from the best states of the last, so it can only improve them."""
+    ) -> Generator[Progress, None, tuple[Candidates, torch.Tensor]]:
+        """Every rung starts from the best states of the last, so it can only improve them.
+        Returns the candidates and the generator passes spent on each unit."""
         cfg, n, k = self.cfg, len(units), z0.shape[1]
         z0 = project_to_sphere(z0.clone(), job.render.vector_dim + 1)
         noise0 = [project_to_sphere(x.clone(), 2) for x in noise0]
         kept = Candidates(z0, noise0, torch.full((n, k), float("inf"), device=z0.device), None)
         done, plan = 0, self.plan(job)
+        passes = torch.zeros(n, dtype=torch.long)
         for per_unit, steps, lr, keep in cfg.rungs():
             per_unit = min(per_unit, k)
             batches = cfg.batches(n, per_unit)
@@ -158,10 +188,11 @@ class LatentSearch:
                 events = ticks_as_progress(self.name, done, plan, b + 1, len(batches))
                 best = yield from relay(fit, events)
                 done += steps
+                passes[sel.cpu()] += best.evaluations * per_unit
                 found = Candidates(best.values[0], best.values[1:], best.mse, best.images)
                 parts.append(found.unflat(len(idx), per_unit).best(keep))
             kept = concat(parts)
-        return kept
+        return kept, passes
 
     def _fit(
         self,

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Protocol
 import torch
 
 from . import bank, guide
+from .optim import project_to_sphere
 
 if TYPE_CHECKING:
     from .job import Job, State
@@ -55,3 +56,48 @@ class GuidedStarts:
         if self._z is None:
             self._z = guide.starts(state.guide, job.lr_tiles, k, job.rng).to(job.device)
         return self._z[units], [n[units] for n in job.blind[1]]
+
+
+class EncoderStarts:
+    """Starts near the encoder's guess for each unit: the guess itself; for per-layer
+    latents, the guess with one vector for all layers (their mean direction, as the
+    generator draws); then perturbations of that one-vector guess (of the guess for
+    single-vector latents), with cosines from 1 down to ``1 - spread``. Each start has its
+    own random noise, so several samples are distinct fits. Drawn once for every unit of
+    the job from a stream of the job's seed, so any subset of units gets the same starts.
+
+    On 20 held-out nuclei crops at x4 with 8 samples, perturbing the one-vector guess kept
+    the rank correlation of spread and error at 0.335 (0.362 with blind starts), where
+    perturbing the per-layer guess gave 0.23 (``bench/heldout_x4.py``)."""
+
+    def __init__(self, encoder: torch.nn.Module, spread: float = 0.3, path=None) -> None:
+        self.encoder, self.spread, self.path = encoder, spread, path
+        self._z: torch.Tensor | None = None
+
+    def __call__(self, job: Job, state: State, units: torch.Tensor, k: int) -> Latents:
+        if self._z is None:
+            self._z = self._draw(job, k)
+        return self._z[units], [n[units, :k] for n in job.blind[1]]
+
+    def _draw(self, job: Job, k: int) -> torch.Tensor:
+        enc = self.encoder.to(job.device)
+        with torch.no_grad():
+            guess = torch.cat([enc(t) for t in job.lr_tiles.split(256)]).cpu()
+        guess = torch.nn.functional.normalize(guess, dim=-1)
+        starts = [guess]
+        centre = guess
+        if guess.dim() == 3:  # (U, L, D): one vector for all layers
+            centre = torch.nn.functional.normalize(guess.mean(1, keepdim=True), dim=-1)
+            centre = centre.expand_as(guess)
+            starts.append(centre)
+        rng = torch.Generator().manual_seed(job.seed * 1_000_003 + 7)
+        n = max(0, k - len(starts))
+        other = torch.randn((len(guess), n, *guess.shape[1:]), generator=rng)
+        c = centre[:, None]
+        other = other - (other * c).sum(-1, keepdim=True) * c  # orthogonal: cosines are a
+        other = torch.nn.functional.normalize(other, dim=-1)
+        a = 1 - self.spread * (torch.arange(n, dtype=torch.float32) + 1) / max(1, n)
+        a = a.view(1, n, *[1] * (guess.dim() - 1))
+        near = a * centre[:, None] + (1 - a * a).sqrt() * other
+        z = torch.cat([torch.stack(starts, 1), near], 1)
+        return project_to_sphere(z[:, :k].contiguous(), z.dim() - 1).to(job.device)

@@ -96,4 +96,5 @@ def load_file(path: str | os.PathLike, layout: str = "w+") -> DomainGenerator:
                 f"{path.name}: a torch file, but neither a rosinality StyleGAN2 checkpoint "
                 f"('g_ema') nor a DCGAN64 state dict (found: {keys})"
             )
+    model.source_file = path  # where companions (an encoder) are looked for
     return model.eval().requires_grad_(False)

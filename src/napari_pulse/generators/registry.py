@@ -92,6 +92,8 @@ def _bundled_native() -> dict[str, GeneratorInfo]:
 
     found: dict[str, GeneratorInfo] = {}
     for path in sorted(BUNDLED_DIR.glob("*.safetensors")):
+        if ".encoder-" in path.name:  # an encoder for a generator, not a generator
+            continue
         try:
             card = read_card(path)
         except Exception:  # noqa: BLE001 - a damaged file is listed as unavailable

@@ -1,0 +1,186 @@
+"""Encoders: a learned first guess of the latent behind a low-res tile (amortised inversion).
+
+An :class:`Encoder` maps a low-res tile ``(C, h, w)`` in [0, 1] to a latent in the search's
+space (each latent vector on its sphere). It is made for one generator, one factor and one
+degradation (``napari-pulse train-encoder``, :mod:`napari_pulse.training.encoder`): trained
+on the generator's own draws, then on real low-res crops with the search's own objective,
+the low-res error of D(G(E(y))). The search starts every tile from its guess
+(:class:`napari_pulse.starts.EncoderStarts`) and refines it for a few steps instead of
+exploring from blind starts.
+
+An encoder is a safetensors file with its card in the metadata (the generator's
+fingerprint, factor, operator, shapes, training data and seed), named
+``<generator>.encoder-x<factor>-<degradation>.safetensors`` and found beside its
+generator (:func:`find`): beside a generator file, among the bundled generators, or in the
+cache directory's ``encoders`` folder. A file whose fingerprint is not the generator's is
+never used.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from .generators.base import DomainGenerator
+from .generators.cache import cache_dir
+
+CARD_KEY = "napari_pulse.encoder"
+#: Part of the card: bump when the architecture changes (older files are then ignored).
+VERSION = 1
+BUNDLED_DIR = Path(__file__).resolve().parent / "data" / "generators"
+
+
+def file_name(stem: str, factor: int, degradation: str, sigma: float | None = None) -> str:
+    """``<stem>.encoder-x<factor>-<degradation>[-s<sigma>].safetensors``."""
+    s = "" if sigma is None else f"-s{sigma:g}"
+    return f"{stem}.encoder-x{factor}-{degradation}{s}.safetensors"
+
+
+class Encoder(nn.Module):
+    """Low-res tiles ``(N, C, h, w)`` in [0, 1] -> latents ``(N, *latent_shape)`` on the
+    search's sphere (every latent vector of norm sqrt(its size)).
+
+    Convolutions at the tile's size, then stride-2 convolutions (doubling the width, at most
+    ``4 * width``) until it is at most 4 pixels a side, then two linear layers.
+    """
+
+    def __init__(
+        self,
+        low_shape: tuple[int, ...],
+        latent_shape: tuple[int, ...],
+        width: int = 32,
+        hidden: int = 512,
+    ) -> None:
+        super().__init__()
+        self.low_shape, self.latent_shape = tuple(low_shape), tuple(latent_shape)
+        self.width, self.hidden = width, hidden
+        c, h, w = self.low_shape
+        layers: list[nn.Module] = [nn.Conv2d(c, width, 3, padding=1), nn.LeakyReLU(0.2)]
+        layers += [nn.Conv2d(width, width, 3, padding=1), nn.LeakyReLU(0.2)]
+        ch = width
+        while max(h, w) > 4:
+            out = min(2 * ch, 4 * width)
+            layers += [nn.Conv2d(ch, out, 3, stride=2, padding=1), nn.LeakyReLU(0.2)]
+            layers += [nn.Conv2d(out, out, 3, padding=1), nn.LeakyReLU(0.2)]
+            ch, h, w = out, (h + 1) // 2, (w + 1) // 2
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(ch * h * w, hidden),
+            nn.LeakyReLU(0.2),
+            nn.Linear(hidden, math.prod(self.latent_shape)),
+        )
+
+    def forward(self, low: torch.Tensor) -> torch.Tensor:
+        v = self.head(self.features(low * 2 - 1)).view(-1, *self.latent_shape)
+        return nn.functional.normalize(v, dim=-1) * math.sqrt(self.latent_shape[-1])
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "low_shape": list(self.low_shape),
+            "latent_shape": list(self.latent_shape),
+            "width": self.width,
+            "hidden": self.hidden,
+        }
+
+
+def save(path: str | os.PathLike, encoder: Encoder, card: dict[str, Any]) -> Path:
+    """Write ``encoder`` with its ``card`` (atomically: a partial file is never left); the
+    weights are stored in half precision (a few MB) and read back as float32."""
+    path = Path(path)
+    full = {**card, "version": VERSION, "architecture": encoder.config()}
+    tensors = {k: v.detach().cpu().half().contiguous() for k, v in encoder.state_dict().items()}
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.part")
+    save_file(tensors, str(tmp), metadata={CARD_KEY: json.dumps(full, sort_keys=True)})
+    tmp.replace(path)
+    return path
+
+
+def read_card(path: str | os.PathLike) -> dict[str, Any]:
+    """The card of an encoder file; ValueError when the file is not one."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same message
+        raise ValueError(f"{Path(path).name}: not a readable encoder file ({exc})") from exc
+    if CARD_KEY not in meta:
+        raise ValueError(f"{Path(path).name} is not a napari-pulse encoder (no encoder card)")
+    return json.loads(meta[CARD_KEY])
+
+
+def load(path: str | os.PathLike) -> tuple[Encoder, dict[str, Any]]:
+    """An encoder file's network (frozen, on the CPU) and card."""
+    card = read_card(path)
+    arch = card["architecture"]
+    shapes = tuple(arch["low_shape"]), tuple(arch["latent_shape"])
+    enc = Encoder(*shapes, int(arch["width"]), int(arch["hidden"]))
+    enc.load_state_dict({k: v.float() for k, v in load_file(str(path)).items()})
+    return enc.eval().requires_grad_(False), card
+
+
+def candidates(gen: DomainGenerator, factor: int, degradation: str, sigma=None) -> list[Path]:
+    """Where an encoder for ``gen`` at this factor and operator may be, in order: beside the
+    generator's file, among the bundled generators, in the cache directory."""
+    found = []
+    source = getattr(gen, "source_file", None)
+    if source is not None:
+        found.append(
+            Path(source).with_name(file_name(Path(source).stem, factor, degradation, sigma))
+        )
+    found.append(BUNDLED_DIR / file_name(gen.name, factor, degradation, sigma))
+    found.append(cache_dir() / "encoders" / file_name(gen.name, factor, degradation, sigma))
+    return found
+
+
+def _identity(card: dict[str, Any]) -> dict[str, Any]:
+    """What an encoder was made for: its version, generator, operator and shapes."""
+    arch = card.get("architecture", {})
+    keys = ("version", "generator_sha256", "factor", "degradation", "sigma")
+    return {
+        **{k: card.get(k) for k in keys},
+        "low_shape": list(arch.get("low_shape", [])),
+        "latent_shape": list(arch.get("latent_shape", [])),
+    }
+
+
+_LOADED: dict[tuple[str, int], tuple[Encoder, dict[str, Any]]] = {}
+
+
+def find(
+    gen: DomainGenerator, low_shape: tuple[int, ...], factor: int, degradation: str, sigma=None
+) -> tuple[Encoder, Path] | None:
+    """The encoder made for ``gen`` at this tile, factor and operator, and its file; None
+    when there is none (files made for other weights are skipped)."""
+    from .bank import fingerprint
+
+    paths = [p for p in candidates(gen, factor, degradation, sigma) if p.is_file()]
+    if not paths:
+        return None
+    want = {
+        "version": VERSION,
+        "generator_sha256": fingerprint(gen),
+        "factor": factor,
+        "degradation": degradation,
+        "sigma": sigma,
+        "low_shape": list(low_shape),
+        "latent_shape": list(gen.latent_shape),
+    }
+    for path in paths:
+        key = (str(path.resolve()), path.stat().st_mtime_ns)
+        if key not in _LOADED:
+            try:
+                _LOADED[key] = load(path)
+            except (ValueError, RuntimeError, KeyError):
+                continue
+        enc, card = _LOADED[key]
+        if _identity(card) == want:
+            return enc, path
+    return None

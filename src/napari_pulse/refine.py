@@ -1,0 +1,238 @@
+"""A refining search in which every tile leaves as soon as it has settled (a pool).
+
+:class:`RefineSearch` gives each tile still above eps ``starts`` starts from its strategy
+(the encoder's guess and a few perturbations of it) and refines them for at most ``steps``
+steps. The rows of the tiles being refined form one pool of at most ``batch_size`` rows:
+after every step a tile that has settled (at eps and no longer improving, or far below
+eps) or used its steps leaves the pool with its best state, and the next tile takes its
+rows, so that every generator pass runs at full width and an easy tile (flat background)
+costs a handful of passes. Every row has its own Adam state and step count
+(:class:`RowAdam`), with a learning rate falling as half a cosine over the tile's own
+budget.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Generator
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+import torch
+
+from .candidates import Candidates, merge
+from .events import Progress
+from .optim import project_to_sphere
+from .search import per_sample_loss
+
+if TYPE_CHECKING:
+    from .job import Job, State
+    from .starts import Starts
+
+
+@dataclass(frozen=True)
+class RefineConfig:
+    """The budget of a refining rung."""
+
+    starts: int = 2  # per tile (at least the samples asked for)
+    steps: int = 60  # at most, per tile
+    lr: float = 0.1
+    patience: int = 8  # a tile at eps that has not improved by 1% for this long leaves
+    far: float = 0.01  # a tile at or below far * eps leaves at once
+
+    @classmethod
+    def encoder_rung(cls, cfg) -> RefineConfig:
+        """The encoder rung of a :class:`~napari_pulse.search.SearchConfig`."""
+        return cls(cfg.encoder_starts, cfg.encoder_steps, cfg.encoder_lr, cfg.encoder_patience)
+
+
+class RowAdam:
+    """Adam whose rows (the first axis of every tensor) come and go: per-row moments,
+    step counts and learning rates."""
+
+    def __init__(self, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
+        self.b1, self.b2, self.eps = betas[0], betas[1], eps
+
+    def step(
+        self,
+        params: list[torch.Tensor],
+        grads: list[torch.Tensor],
+        moments: list[tuple[torch.Tensor, torch.Tensor]],
+        t: torch.Tensor,
+        lr: torch.Tensor,
+    ) -> None:
+        """One update of every row, in place; ``t`` (rows,) is each row's step number
+        (from 1), ``lr`` (rows,) its learning rate."""
+        c1 = 1 - self.b1 ** t.double()
+        c2 = 1 - self.b2 ** t.double()
+        for p, g, (m, v) in zip(params, grads, moments, strict=True):
+            shape = (-1,) + (1,) * (p.dim() - 1)
+            m.mul_(self.b1).add_(g, alpha=1 - self.b1)
+            v.mul_(self.b2).addcmul_(g, g, value=1 - self.b2)
+            step = (lr / c1).float().view(shape)
+            denom = (v.sqrt() / c2.sqrt().float().view(shape)).add_(self.eps)
+            p.sub_(step * m / denom)
+
+
+class _Pool:
+    """The rows in the pool: parameters, moments, per-row steps and best states."""
+
+    def __init__(self, z: torch.Tensor, noise: list[torch.Tensor], device, crop, channels):
+        self.params = [z[:0].clone(), *[n[:0].clone() for n in noise]]
+        self.moments = [(p.clone(), p.clone()) for p in self.params]
+        self.t = torch.zeros(0, dtype=torch.long, device=device)
+        self.unit = torch.zeros(0, dtype=torch.long, device=device)  # job unit of each row
+        self.slot = torch.zeros(0, dtype=torch.long, device=device)  # index among the tile's
+        self.best_mse = torch.zeros(0, device=device)
+        self.best = [p.clone() for p in self.params]
+        self.images = torch.zeros((0, channels, *crop), device=device)
+
+    def __len__(self) -> int:
+        return len(self.t)
+
+    def add(self, unit: int, z: torch.Tensor, noise: list[torch.Tensor]) -> None:
+        k, dev = z.shape[0], self.t.device
+        new = [z, *noise]
+        self.params = [torch.cat([p, x]) for p, x in zip(self.params, new, strict=True)]
+        self.moments = [
+            (torch.cat([m, torch.zeros_like(x)]), torch.cat([v, torch.zeros_like(x)]))
+            for (m, v), x in zip(self.moments, new, strict=True)
+        ]
+        self.best = [torch.cat([b, x]) for b, x in zip(self.best, new, strict=True)]
+        self.t = torch.cat([self.t, torch.zeros(k, dtype=torch.long, device=dev)])
+        self.unit = torch.cat([self.unit, torch.full((k,), unit, device=dev)])
+        self.slot = torch.cat([self.slot, torch.arange(k, device=dev)])
+        self.best_mse = torch.cat([self.best_mse, torch.full((k,), math.inf, device=dev)])
+        blank = torch.zeros((k, *self.images.shape[1:]), device=dev)
+        self.images = torch.cat([self.images, blank])
+
+    def keep(self, rows: torch.Tensor) -> None:
+        """Keep only ``rows`` (a boolean mask)."""
+        self.params = [p[rows] for p in self.params]
+        self.moments = [(m[rows], v[rows]) for m, v in self.moments]
+        self.best = [b[rows] for b in self.best]
+        for name in ("t", "unit", "slot", "best_mse", "images"):
+            setattr(self, name, getattr(self, name)[rows])
+
+
+class RefineSearch:
+    """Stage: refine every tile still above eps (every tile, when none was searched) from
+    its ``starts`` strategy in a pool that tiles leave as soon as they settle (see the
+    module docstring); keeps the better of old and new candidates."""
+
+    def __init__(self, cfg, rcfg: RefineConfig, starts: Starts, name: str = "refine") -> None:
+        self.cfg, self.rcfg, self.starts, self.name = cfg, rcfg, starts, name
+
+    @property
+    def k(self) -> int:
+        return min(max(self.rcfg.starts, self.cfg.samples), self.cfg.restarts)
+
+    def width(self) -> int:
+        """Tiles in the pool at once."""
+        return max(1, self.cfg.batch_size // self.k)
+
+    def plan(self, job: Job) -> int:
+        return math.ceil(job.n_units / self.width()) * self.rcfg.steps
+
+    def run(self, job: Job, state: State) -> Generator[Progress, None, State]:
+        if state.cands is None:
+            units = torch.arange(job.n_units, device=job.device)
+        else:
+            units = (state.cands.mse[:, 0] > self.cfg.eps).nonzero().flatten()
+        cands = state.cands
+        if len(units):
+            yield Progress(self.name, 0, self.plan(job), 1, 1, math.inf)
+            z0, noise0 = self.starts(job, state, units, self.k)
+            z0 = project_to_sphere(z0.clone(), job.render.vector_dim + 1)
+            noise0 = [project_to_sphere(x.clone(), 2) for x in noise0]
+            found, passes = yield from self._pool(job, units, z0, noise0)
+            cands = found if cands is None else merge(cands, found, units)
+            state = state.spent(units, passes)
+        at_eps = int((cands.mse[:, 0] <= self.cfg.eps).sum())
+        return replace(state, cands=cands, at_eps={**state.at_eps, self.name: at_eps})
+
+    def _pool(self, job: Job, units: torch.Tensor, z0, noise0):
+        """Refine the starts of ``units`` in the pool; their best candidates, best first."""
+        cfg, render, k = self.cfg, job.render, self.k
+        n, dev = len(units), job.device
+        out = Candidates(
+            z0.clone(),
+            [x.clone() for x in noise0],
+            torch.full((n, k), math.inf, device=dev),
+            torch.zeros((n, k, render.channels, *render.crop), device=dev),
+        )
+        pool = _Pool(z0[0], [x[0] for x in noise0], dev, render.crop, render.channels)
+        queue, adam, geo = deque(range(n)), RowAdam(), render.uses_geocross
+        tile_best = torch.full((n,), math.inf, device=dev)
+        last_gain = torch.zeros(n, dtype=torch.long, device=dev)
+        plan, done = self.plan(job), 0
+        passes = torch.zeros(n, dtype=torch.long, device=dev)
+        while queue or len(pool):
+            while queue and len(pool) + k <= max(k, cfg.batch_size):
+                j = queue.popleft()
+                pool.add(j, z0[j], [x[j] for x in noise0])
+            params = [p.detach().requires_grad_() for p in pool.params]
+            z, noise = params[0], params[1:]
+            img = render(z, noise or None)
+            target = job.lr_tiles[units[pool.unit]]
+            loss, mse = per_sample_loss(cfg, job.degrade(img), target, z, geo)
+            grads = torch.autograd.grad(loss.sum(), params)
+            passes.index_add_(0, pool.unit, torch.ones_like(pool.unit))
+            with torch.no_grad():
+                leave = self._observe(pool, mse.detach(), img.detach(), tile_best, last_gain)
+                self._step(pool, grads, adam, leave)
+                for j in torch.unique(pool.unit[leave]).tolist():
+                    rows = pool.unit == j
+                    out.z[j][pool.slot[rows]] = pool.best[0][rows]
+                    for o, b in zip(out.noise, pool.best[1:], strict=True):
+                        o[j][pool.slot[rows]] = b[rows]
+                    out.mse[j][pool.slot[rows]] = pool.best_mse[rows]
+                    out.images[j][pool.slot[rows]] = pool.images[rows]
+                    job.live[units[j]] = pool.images[rows][pool.best_mse[rows].argmin()]
+                pool.keep(~leave)
+            done = min(done + 1, plan)
+            seen = tile_best[torch.isfinite(tile_best)]
+            worst = float(seen.max()) if len(seen) else math.inf
+            yield Progress(self.name, done, plan, 1, 1, worst)
+        return out.best(k), passes
+
+    def _observe(self, pool: _Pool, mse, img, tile_best, last_gain) -> torch.Tensor:
+        """Update the rows' bests and the tiles' settling; rows whose tile leaves now."""
+        r, eps = self.rcfg, self.cfg.eps
+        better = mse < pool.best_mse
+        pool.best_mse = torch.where(better, mse, pool.best_mse)
+        for b, p in zip(pool.best, pool.params, strict=True):
+            b[better] = p[better]
+        pool.images[better] = img[better]
+        units = torch.unique(pool.unit)
+        ub = torch.full_like(tile_best, math.inf).scatter_reduce(
+            0, pool.unit, pool.best_mse, "amin", include_self=True
+        )[units]
+        t = torch.zeros_like(tile_best, dtype=torch.long).scatter_reduce(
+            0, pool.unit, pool.t, "amax", include_self=True
+        )[units]
+        gained = ub < tile_best[units] * 0.99
+        last_gain[units] = torch.where(gained, t, last_gain[units])
+        tile_best[units] = torch.minimum(tile_best[units], ub)
+        at = tile_best[units] <= eps
+        settled = at & ((t - last_gain[units] >= r.patience) | (tile_best[units] <= r.far * eps))
+        gone = units[settled | (t >= r.steps)]
+        return torch.isin(pool.unit, gone)
+
+    def _step(self, pool: _Pool, grads, adam: RowAdam, leave: torch.Tensor) -> None:
+        """One Adam step of the rows that stay, then back onto their spheres."""
+        stay = ~leave
+        if not bool(stay.any()):
+            return
+        r = self.rcfg
+        pool.t[stay] += 1
+        t = pool.t[stay]
+        lr = r.lr * 0.5 * (1 + torch.cos(math.pi * (t - 1).double() / max(1, r.steps)))
+        params = [p[stay] for p in pool.params]
+        moments = [(m[stay], v[stay]) for m, v in pool.moments]
+        adam.step(params, [g[stay] for g in grads], moments, t, lr)
+        for i, p in enumerate(params):
+            project_to_sphere(p, pool.params[0].dim() - 1 if i == 0 else 1)
+            pool.params[i][stay] = p
+            pool.moments[i][0][stay], pool.moments[i][1][stay] = moments[i]
