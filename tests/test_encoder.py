@@ -78,6 +78,8 @@ def test_only_an_encoder_made_for_these_weights_factor_and_operator_is_found(cac
     enc = encoder.Encoder((1, 8, 8), gen.latent_shape)
     assert encoder.find(gen, (1, 8, 8), 4, "bicubic") is None
     path = folder / encoder.file_name("tiny", 4, "bicubic")
+    path.write_bytes(b"not an encoder")  # a damaged file is skipped
+    assert encoder.find(gen, (1, 8, 8), 4, "bicubic") is None
     encoder.save(path, enc, {**_card(TinyGenerator(seed=1))})  # other weights
     assert encoder.find(gen, (1, 8, 8), 4, "bicubic") is None
     encoder.save(path, enc, _card(gen))
@@ -231,3 +233,13 @@ def test_encoder_starts_are_the_guess_its_one_vector_form_and_perturbations_near
     assert (cos > 0.7 - 1e-4).all() and (cos < 1 - 1e-4).all()  # near it, none the same
     again, _ = EncoderStarts(enc, spread=0.3)(job, State(), torch.tensor([2, 0]), 5)
     torch.testing.assert_close(again, z[[2, 0]])  # any subset: the same starts
+
+
+def test_an_encoder_for_a_bundled_generator_goes_to_the_cache_and_wins_over_the_bundled(cache):
+    from napari_pulse.generators import load
+    from napari_pulse.training.encoder import output_path
+
+    out = output_path(EncoderConfig(generator="nuclei", factor=4))
+    assert out == cache / "encoders" / "nuclei.encoder-x4-bicubic.safetensors"  # not the package
+    places = encoder.candidates(load("nuclei"), 4, "bicubic")
+    assert places[0] == out and places[-1].parent == encoder.BUNDLED_DIR

@@ -11,8 +11,8 @@ exploring from blind starts.
 An encoder is a safetensors file with its card in the metadata (the generator's
 fingerprint, factor, operator, shapes, training data and seed), named
 ``<generator>.encoder-x<factor>-<degradation>.safetensors`` and found beside its
-generator (:func:`find`): beside a generator file, among the bundled generators, or in the
-cache directory's ``encoders`` folder. A file whose fingerprint is not the generator's is
+generator (:func:`find`): beside a generator file, in the cache directory's ``encoders``
+folder, or among the bundled generators. A file whose fingerprint is not the generator's is
 never used.
 """
 
@@ -126,17 +126,25 @@ def load(path: str | os.PathLike) -> tuple[Encoder, dict[str, Any]]:
     return enc.eval().requires_grad_(False), card
 
 
+def user_file(gen: DomainGenerator) -> Path | None:
+    """The generator's own file, when it came from one that is not bundled."""
+    source = getattr(gen, "source_file", None)
+    if source is None or Path(source).resolve().parent == BUNDLED_DIR.resolve():
+        return None
+    return Path(source)
+
+
 def candidates(gen: DomainGenerator, factor: int, degradation: str, sigma=None) -> list[Path]:
     """Where an encoder for ``gen`` at this factor and operator may be, in order: beside the
-    generator's file, among the bundled generators, in the cache directory."""
+    generator's file (not for bundled generators), in the cache directory (where
+    ``train-encoder`` writes one for a bundled generator), among the bundled generators."""
+    name = file_name(gen.name, factor, degradation, sigma)
     found = []
-    source = getattr(gen, "source_file", None)
+    source = user_file(gen)
     if source is not None:
-        found.append(
-            Path(source).with_name(file_name(Path(source).stem, factor, degradation, sigma))
-        )
-    found.append(BUNDLED_DIR / file_name(gen.name, factor, degradation, sigma))
-    found.append(cache_dir() / "encoders" / file_name(gen.name, factor, degradation, sigma))
+        found.append(source.with_name(file_name(source.stem, factor, degradation, sigma)))
+    found.append(cache_dir() / "encoders" / name)
+    found.append(BUNDLED_DIR / name)
     return found
 
 
@@ -178,7 +186,7 @@ def find(
         if key not in _LOADED:
             try:
                 _LOADED[key] = load(path)
-            except (ValueError, RuntimeError, KeyError):
+            except Exception:  # noqa: BLE001 - a damaged file: the search runs without it
                 continue
         enc, card = _LOADED[key]
         if _identity(card) == want:

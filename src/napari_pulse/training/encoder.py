@@ -139,13 +139,14 @@ def _real(cfg: EncoderConfig, s: _Setting) -> tuple[CropSampler, list[Path]]:
 
 
 def output_path(cfg: EncoderConfig) -> Path:
-    """Where the encoder goes: ``out``, else beside the generator's file, else the cache."""
+    """Where the encoder goes: ``out``, else beside the generator's file (never inside the
+    installed package), else the cache directory."""
     if cfg.out:
         return Path(cfg.out)
     g = load(cfg.generator)
     name = encoders.file_name
-    source = getattr(g, "source_file", None)
-    if source is not None and os.access(Path(source).parent, os.W_OK):
+    source = encoders.user_file(g)
+    if source is not None and os.access(source.parent, os.W_OK):
         return Path(source).with_name(
             name(Path(source).stem, cfg.factor, cfg.degradation, cfg.sigma)
         )
