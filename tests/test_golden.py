@@ -16,8 +16,8 @@ It was recorded again when encoder starts became the default: the cases without 
 encoder (the tiny generators; the face DCGAN with ``encoder=False``) kept their images bit
 for bit, ``params`` gained the passes per tile, the tiles at eps after each rung, the
 encoder used and the new search settings, and one case's events changed with the batch
-width (64 images on a CPU, was 128); the encoder cases (``faces-encoder``,
-``nuclei-encoder``) are new and depend on the bundled encoders.
+width (64 images on a CPU, was 128); the encoder case (``nuclei-encoder``) is
+new and depends on the bundled nuclei encoder.
 
 The inputs are stored with the recording, so nothing here depends on how they were made.
 Record again (only when a change of results is intended and said so in its commit) with::
@@ -136,11 +136,6 @@ CASES: dict[str, tuple[str, dict[str, Any], bool]] = {
     "faces-default": (
         "face",
         dict(generator="faces-dcgan64", factor=8, samples=2, **{**BLIND, "steps": 30}),
-        True,
-    ),
-    "faces-encoder": (
-        "face",
-        dict(generator="faces-dcgan64", factor=8, samples=2, **{**SMALL, "steps": 30}),
         True,
     ),
     "faces-bank": (

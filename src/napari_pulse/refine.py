@@ -177,7 +177,9 @@ class RefineSearch:
             img = render(z, noise or None)
             target = job.lr_tiles[units[pool.unit]]
             loss, mse = per_sample_loss(cfg, job.degrade(img), target, z, geo)
-            grads = torch.autograd.grad(loss.sum(), params)
+            free = params if cfg.optimize_noise else params[:1]
+            grads = list(torch.autograd.grad(loss.sum(), free))
+            grads += [torch.zeros_like(p) for p in params[len(free) :]]
             passes.index_add_(0, pool.unit, torch.ones_like(pool.unit))
             with torch.no_grad():
                 leave = self._observe(pool, mse.detach(), img.detach(), tile_best, last_gain)
