@@ -106,6 +106,28 @@ class State:
     #: Generator passes (images rendered while optimising) spent on every unit so far.
     passes: torch.Tensor | None = None
 
+    def above(self, eps: float, job: Job) -> torch.Tensor:
+        """The units a search stage works on: those still above ``eps`` (all of them when
+        none has been searched yet)."""
+        if self.cands is None:
+            return torch.arange(job.n_units, device=job.device)
+        return (self.cands.mse[:, 0] > eps).nonzero().flatten()
+
+    def searched(
+        self, name: str, eps: float, units: torch.Tensor, found, passes: torch.Tensor
+    ) -> State:
+        """This state after search stage ``name`` found candidates ``found`` for ``units``
+        (the better of old and new are kept) with ``passes`` spent on each; it records the
+        units at ``eps`` after it. ``found`` is None when the stage had no unit to search."""
+        from .candidates import merge
+
+        state, cands = self, self.cands
+        if found is not None:
+            cands = found if cands is None else merge(cands, found, units)
+            state = self.spent(units, passes)
+        at_eps = int((cands.mse[:, 0] <= eps).sum())
+        return replace(state, cands=cands, at_eps={**self.at_eps, name: at_eps})
+
     def spent(self, units: torch.Tensor, passes: torch.Tensor | int) -> State:
         """This state with ``passes`` (one count, or one per unit) more generator passes
         spent on ``units``."""

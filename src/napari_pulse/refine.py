@@ -16,12 +16,12 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Generator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
 
-from .candidates import Candidates, merge
+from .candidates import Candidates
 from .events import Progress
 from .optim import project_to_sphere
 from .search import per_sample_loss
@@ -136,21 +136,14 @@ class RefineSearch:
         return math.ceil(job.n_units / self.width()) * self.rcfg.steps
 
     def run(self, job: Job, state: State) -> Generator[Progress, None, State]:
-        if state.cands is None:
-            units = torch.arange(job.n_units, device=job.device)
-        else:
-            units = (state.cands.mse[:, 0] > self.cfg.eps).nonzero().flatten()
-        cands = state.cands
+        units, found, passes = state.above(self.cfg.eps, job), None, None
         if len(units):
             yield Progress(self.name, 0, self.plan(job), 1, 1, math.inf)
             z0, noise0 = self.starts(job, state, units, self.k)
             z0 = project_to_sphere(z0.clone(), job.render.vector_dim + 1)
             noise0 = [project_to_sphere(x.clone(), 2) for x in noise0]
             found, passes = yield from self._pool(job, units, z0, noise0)
-            cands = found if cands is None else merge(cands, found, units)
-            state = state.spent(units, passes)
-        at_eps = int((cands.mse[:, 0] <= self.cfg.eps).sum())
-        return replace(state, cands=cands, at_eps={**state.at_eps, self.name: at_eps})
+        return state.searched(self.name, self.cfg.eps, units, found, passes)
 
     def _pool(self, job: Job, units: torch.Tensor, z0, noise0):
         """Refine the starts of ``units`` in the pool; their best candidates, best first."""

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from .candidates import Candidates, concat, merge
+from .candidates import Candidates, concat
 from .events import Progress, relay, ticks_as_progress
 from .optim import Best, Patience, cosine, geocross, optimise, project_to_sphere
 
@@ -152,20 +152,12 @@ class LatentSearch:
         return self.cfg.planned_steps(job.n_units)
 
     def run(self, job: Job, state: State) -> Generator[Progress, None, State]:
-        if state.cands is None:
-            units = torch.arange(job.n_units, device=job.device)
-        else:
-            units = (state.cands.mse[:, 0] > self.cfg.eps).nonzero().flatten()
+        units, found, passes = state.above(self.cfg.eps, job), None, None
         if len(units):
             yield Progress(self.name, 0, self.plan(job), 1, 1, float("inf"))
             z0, noise0 = self.starts(job, state, units, self.cfg.restarts)
             found, passes = yield from self._halving(job, units, z0, noise0)
-            cands = found if state.cands is None else merge(state.cands, found, units)
-            state = state.spent(units, passes)
-        else:
-            cands = state.cands
-        at_eps = int((cands.mse[:, 0] <= self.cfg.eps).sum())
-        return replace(state, cands=cands, at_eps={**state.at_eps, self.name: at_eps})
+        return state.searched(self.name, self.cfg.eps, units, found, passes)
 
     def _halving(
         self, job: Job, units: torch.Tensor, z0: torch.Tensor, noise0: list[torch.Tensor]

@@ -36,7 +36,6 @@ from .. import encoder as encoders
 from ..bank import fingerprint
 from ..degrade import Degradation
 from ..generators import load
-from ..generators.cache import cache_dir
 from ..optim import cosine, project_to_sphere
 from ..render import Renderer
 from .data import CropRule, CropSampler, list_images
@@ -143,15 +142,13 @@ def output_path(cfg: EncoderConfig) -> Path:
     installed package), else the cache directory."""
     if cfg.out:
         return Path(cfg.out)
-    g = load(cfg.generator)
-    name = encoders.file_name
-    source = encoders.user_file(g)
-    if source is not None and os.access(source.parent, os.W_OK):
-        return Path(source).with_name(
-            name(Path(source).stem, cfg.factor, cfg.degradation, cfg.sigma)
-        )
-    folder = cache_dir() / "encoders"
-    return folder / name(g.name, cfg.factor, cfg.degradation, cfg.sigma)
+    # Where upscale looks: beside the generator's own file (when it has one), the cache
+    # directory, the bundled folder (never written).
+    places = encoders.candidates(load(cfg.generator), cfg.factor, cfg.degradation, cfg.sigma)
+    places = places[:-1]
+    if len(places) == 2 and os.access(places[0].parent, os.W_OK):
+        return places[0]
+    return places[-1]
 
 
 def train_encoder(
