@@ -102,9 +102,7 @@ def _images(folder, n=3):
     return folder
 
 
-def test_training_writes_an_encoder_that_upscale_finds_and_a_stopped_run_resumes(
-    tmp_path, cache
-):
+def test_training_writes_an_encoder_that_upscale_finds_and_a_stopped_run_resumes(tmp_path, cache):
     images = _images(tmp_path / "images")
     kw = dict(generator="tiny", factor=4, images=str(images), holdout=0.0, draw_steps=3)
     kw.update(real_steps=3, batch=4, checkpoint_every=2, width=8, hidden=32)
@@ -181,7 +179,7 @@ def test_settled_tiles_leave_the_pool_at_once_and_the_rest_use_their_steps():
     stage = RefineSearch(cfg, RefineConfig(starts=2, steps=30, patience=3), _Oracle(z, []))
     events: list[Progress] = []
     state = drain(stage.run(job, State(passes=torch.zeros(6, dtype=torch.long))), events)
-    assert state.cands.mse.shape == (6, 2)
+    assert state.cands.mse.shape == (6, 1)  # one sample: only the best start is handed on
     assert (state.cands.mse[:3, 0] < 1e-6).all() and (state.cands.mse[3:, 0] > 2e-3).all()
     passes = state.passes.tolist()
     assert all(p <= 2 * 4 for p in passes[:3])  # explained at once: a step or two, then out

@@ -61,7 +61,8 @@ def test_starts_spread_from_the_guess_to_blind_directions_on_the_sphere():
     low, z = _pairs(gen, 256, 0)
     fitted = drain(guide.fit(low, z, seed=0, steps=20))
     targets = low[:64]
-    z0 = guide.starts(fitted, targets, 5, torch.Generator().manual_seed(1))
+    directions = torch.randn((64, 5, *gen.latent_shape), generator=torch.Generator().manual_seed(1))
+    z0 = guide.starts(fitted, targets, directions)
     d = gen.latent_shape[-1]
     assert z0.shape == (64, 5, *gen.latent_shape)
     torch.testing.assert_close(z0.norm(dim=-1), torch.full((64, 5, z0.shape[2]), math.sqrt(d)))

@@ -407,3 +407,26 @@ def test_the_generator_follows_the_image_until_the_user_picks_one(make_napari_vi
     widget.image.value = rgb
     widget.image.value = gray
     assert widget.generator.value == "tiny-rgb"
+
+
+def test_a_large_job_says_what_it_will_take_in_the_status(
+    make_napari_viewer, qtbot, errors, monkeypatch
+):
+    from napari_pulse import estimate
+
+    monkeypatch.setattr(estimate, "LARGE_UNITS", 1)  # a 6x10 image is "large" here
+    viewer = make_napari_viewer()
+    widget = open_widget(viewer)
+    viewer.add_image(np.random.default_rng(0).integers(0, 255, (6, 10), dtype=np.uint8))
+    seen: list[str] = []
+    show = widget._show_preview
+
+    def spy(*args):
+        show(*args)
+        seen.append(widget.status.value)
+
+    widget._show_preview = spy
+    run(qtbot, widget, factor=4, **FAST)
+    assert errors == []
+    assert any(s.startswith("large job:") and "GiB of memory" in s for s in seen)
+    assert widget.status.value.endswith("dB")  # the result's line replaces it at the end

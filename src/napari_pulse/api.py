@@ -13,6 +13,7 @@ import numpy as np
 from . import pipeline
 from .events import Cancelled, Finished, Progress
 from .intensity import ACCEPTED_DTYPES
+from .layout import has_single_channel
 from .options import Options, pick_device
 from .result import Result
 
@@ -51,7 +52,7 @@ def check_image(image: Any, rgb: bool | None) -> tuple[np.ndarray, bool]:
         rgb = arr.ndim >= 3 and arr.shape[-1] == 3
     if rgb and arr.shape[-1] != 3:
         raise ValueError(f"rgb=True needs a last axis of 3 (R, G, B), got shape {arr.shape}")
-    spatial = arr.shape[-3:-1] if rgb else arr.shape[-2:]
+    spatial = arr.shape[-3:-1] if rgb or has_single_channel(arr.shape, rgb) else arr.shape[-2:]
     if len(spatial) < 2:
         raise ValueError(f"an RGB image needs (Y, X, 3), got shape {arr.shape}")
     if arr.size == 0 or min(spatial) < 2:

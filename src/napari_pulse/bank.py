@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import weakref
 from collections import OrderedDict
 from collections.abc import Generator
 from dataclasses import dataclass, replace
@@ -40,8 +41,20 @@ CHUNK = 256
 PIECE = 64
 
 
+_fingerprints: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def fingerprint(gen: torch.nn.Module) -> str:
-    """sha256 of what a generator renders from: its class, shapes and every weight."""
+    """sha256 of what a generator renders from: its class, shapes and every weight
+    (hashed again only when a weight was changed or replaced since the last call)."""
+    stamp = tuple((t.data_ptr(), t._version) for t in gen.state_dict().values())
+    known = _fingerprints.get(gen)
+    if known is None or known[0] != stamp:
+        known = _fingerprints[gen] = (stamp, _fingerprint(gen))
+    return known[1]
+
+
+def _fingerprint(gen: torch.nn.Module) -> str:
     h = hashlib.sha256()
     meta = (
         type(gen).__qualname__,

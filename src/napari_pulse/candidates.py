@@ -45,6 +45,14 @@ class Candidates:
         )
 
 
+def kept(samples: int, k: int) -> int:
+    """Candidates per unit that a search stage hands on, of its ``k``: for one sample only
+    the best (all that :class:`ChooseSamples` takes, so results are the same), for several
+    all ``k`` (it prefers distinct images among them). Memory then grows with the tiles
+    by one candidate each, not by ``k``."""
+    return 1 if samples == 1 else k
+
+
 def concat(parts: list[Candidates]) -> Candidates:
     """Candidates of consecutive groups of units, as one."""
     return Candidates(
@@ -127,4 +135,4 @@ class ChooseSamples:
             latent_mse=cands.mse[units, pick][:, 0],
             ood=torch.zeros((job.n_units, job.samples), device=cands.z.device),
         )
-        return replace(state, chosen=chosen)
+        return replace(state, chosen=chosen, cands=None)  # nothing later reads them: freed

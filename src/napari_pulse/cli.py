@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import time
@@ -78,9 +79,7 @@ def _add_upscale(sub: Any) -> None:
         help=f"generator to search in, a name or a weights file (default: {default_for(1)} for "
         f"grayscale, {default_for(3)} for RGB); see '{PROG} generators'",
     )
-    p.add_argument(
-        "--factor", type=int, default=4, help="upscaling factor, an integer >= 2" + DFLT
-    )
+    p.add_argument("--factor", type=int, default=4, help="upscaling factor, an integer >= 2" + DFLT)
     add_search_arguments(p)
     p.add_argument(
         "--normalization",
@@ -126,6 +125,9 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version and usage errors
         return exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 2
+    log = logging.getLogger("napari_pulse")
+    if not log.handlers:  # notes such as a large job's size come through the progress bar
+        log.addHandler(logging.NullHandler())
     try:
         return args.func(args)
     except KeyboardInterrupt:
@@ -182,6 +184,8 @@ def _progress_bar(quiet: bool) -> tuple[tqdm, Callable[[Progress], None]]:
     )
 
     def update(event: Progress) -> None:
+        if event.note:
+            bar.write(f"{PROG}: {event.note}", file=sys.stderr)
         if bar.total != event.total:
             bar.total = event.total
         bar.set_description_str(event.stage, refresh=False)

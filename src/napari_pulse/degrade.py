@@ -29,6 +29,23 @@ def _keys(t: np.ndarray, a: float = -0.5) -> np.ndarray:
     return np.where(t <= 1, near, np.where(t < 2, far, 0.0))
 
 
+#: The widest psf accepted, in high-res pixels per unit of factor: a blur wider than this
+#: spreads each low-res pixel over many of its neighbours and cannot be inverted tile by tile.
+MAX_SIGMA_PER_FACTOR = 8
+
+
+def check_sigma(sigma: object, factor: int) -> float:
+    """The psf's sigma as a float; ValueError unless a finite number in (0, 8 x factor]."""
+    real = isinstance(sigma, (int, float, np.integer, np.floating)) and not isinstance(sigma, bool)
+    top = MAX_SIGMA_PER_FACTOR * factor
+    if not (real and math.isfinite(sigma) and 0 < sigma <= top):
+        raise ValueError(
+            "The psf degradation needs sigma > 0 (in high-res pixels), a number of at most "
+            f"{top} at factor {factor}; got {sigma!r}."
+        )
+    return float(sigma)
+
+
 def kernel_1d(kind: str, factor: int, sigma: float | None = None) -> np.ndarray:
     """The normalised 1-D taps of an operator, centred between the footprint's pixels."""
     if kind == "area":
@@ -37,8 +54,7 @@ def kernel_1d(kind: str, factor: int, sigma: float | None = None) -> np.ndarray:
         half = 2 * factor
         size = 2 * half  # taps at |offset| < 2 f, offsets are half-integers when f is even
     elif kind == "psf":
-        if sigma is None or not sigma > 0:
-            raise ValueError("The psf degradation needs sigma > 0 (in high-res pixels).")
+        sigma = check_sigma(sigma, factor)
         half = max(factor, math.ceil(3 * sigma) + factor / 2)
         size = 2 * math.ceil(half)
     else:

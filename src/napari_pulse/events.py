@@ -34,6 +34,9 @@ class Progress:
     #: searched yet are smooth upsamplings). Call it from the thread that iterates the
     #: stream, between events; it costs a blend, so call it a few times a second at most.
     preview: Callable[[], Any] | None = field(default=None, repr=False, compare=False)
+    #: Optional: a line for the user about the whole job, such as what a large job will
+    #: take (the first event of such a stream carries it; see :mod:`napari_pulse.estimate`).
+    note: str = ""
 
     @property
     def fraction(self) -> float:

@@ -193,14 +193,14 @@ def spread(k: int) -> torch.Tensor:
     return 1 - (torch.arange(k, dtype=torch.float32) + 0.5) / k
 
 
-def starts(guide: Guide, targets: torch.Tensor, k: int, rng: torch.Generator) -> torch.Tensor:
+def starts(guide: Guide, targets: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
     """Latents ``(U, k, ...)`` for targets ``(U, C, h, w)``, on the search's sphere: per
-    latent vector, ``a * guess + sqrt(1 - a^2) * random`` for ``a`` in :func:`spread`."""
+    latent vector, ``a * guess + sqrt(1 - a^2) * random`` for ``a`` in :func:`spread`, with
+    the random directions from standard normal ``directions`` ``(U, k, *latent_shape)``."""
     with torch.no_grad():
         guess = guide(targets.to(guide.mean.device).float()).cpu()  # (U, *latent_shape)
-    u = guess.shape[0]
-    noise = torch.randn((u, k, *guess.shape[1:]), generator=rng)
-    noise = nn.functional.normalize(noise, dim=-1)
+    k = directions.shape[1]
+    noise = nn.functional.normalize(directions, dim=-1)
     a = spread(k).view(1, k, *[1] * (guess.dim() - 1))
     z = a * guess[:, None] + (1 - a * a).sqrt() * noise
     return project_to_sphere(z, z.dim() - 1)

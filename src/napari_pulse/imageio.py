@@ -42,10 +42,24 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
 
 
 def _read_tiff(path: Path) -> np.ndarray:
+    """Every plane of a TIFF: one series as it is stored; several series (as a page-by-page
+    writer leaves them) of one shape and dtype as a stack along a new first axis. Series
+    of different shapes are refused with what was found: no plane is dropped silently."""
     try:
-        return tifffile.imread(path)
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series
+            if len(series) <= 1:
+                return tif.asarray()
+            found = {(tuple(s.shape), str(s.dtype)) for s in series}
+            if len(found) == 1:
+                return np.stack([s.asarray() for s in series])
     except Exception as exc:  # noqa: BLE001 - any decoder failure is a bad input file
         raise ValueError(f"could not read {path} as TIFF: {exc}") from exc
+    listed = "; ".join(f"{'x'.join(map(str, sh))} {dt}" for sh, dt in sorted(found))
+    raise ValueError(
+        f"{path} holds {len(series)} image series of different shapes or types ({listed}); "
+        "save the planes to upscale as one stack, or one file each"
+    )
 
 
 def _read_pil(path: Path) -> np.ndarray:

@@ -21,13 +21,16 @@ class Intensity:
     lo: float
     hi: float
 
+    # Halves throughout: exact in binary floating point, and a span of two huge values
+    # (up to +-1.8e308) never overflows.
+
     def to_unit(self, a: np.ndarray) -> np.ndarray:
-        return ((np.asarray(a, dtype=np.float64) - self.lo) / (self.hi - self.lo)).astype(
-            np.float32
-        )
+        half = np.asarray(a, dtype=np.float64) / 2
+        return ((half - self.lo / 2) / (self.hi / 2 - self.lo / 2)).astype(np.float32)
 
     def from_unit(self, x: np.ndarray) -> np.ndarray:
-        return np.asarray(x, dtype=np.float64) * (self.hi - self.lo) + self.lo
+        x = np.asarray(x, dtype=np.float64)
+        return (x * (self.hi / 2 - self.lo / 2) + self.lo / 2) * 2
 
     def as_dict(self) -> dict:
         return {"mode": self.mode, "lo": self.lo, "hi": self.hi}
@@ -37,7 +40,8 @@ def fit_intensity(image: np.ndarray, mode: str) -> Intensity:
     """Choose ``lo``/``hi`` for an image: ``percentile``, ``range`` (of its dtype) or ``minmax``."""
     a = np.asarray(image)
     if mode == "percentile":
-        lo, hi = (float(v) for v in np.percentile(a, PERCENTILES))
+        halves = np.percentile(np.asarray(a, dtype=np.float64) / 2, PERCENTILES)
+        lo, hi = (float(v) * 2 for v in halves)  # halves: no overflow between huge values
     elif mode == "range":
         if np.issubdtype(a.dtype, np.integer):
             info = np.iinfo(a.dtype)
@@ -53,8 +57,17 @@ def fit_intensity(image: np.ndarray, mode: str) -> Intensity:
             f"Unknown normalization {mode!r}; choose one of {', '.join(NORMALIZATIONS)}."
         )
     if not hi > lo:  # a flat image (or flat percentiles): any positive span maps it to 0
-        hi = lo + 1.0
+        lo, hi = _flat_span(lo)
     return Intensity(mode, lo, hi)
+
+
+def _flat_span(value: float) -> tuple[float, float]:
+    """``lo``, ``hi`` for a flat image of ``value``: a span of 1, or of a millionth of the
+    value where 1 is below its precision (1e16 + 1 == 1e16); downwards at the top of float64."""
+    span = max(1.0, abs(value) * 2**-20)
+    if np.isfinite(value + span):
+        return value, value + span
+    return value - span, value
 
 
 def cast_like(values: np.ndarray, dtype: np.dtype) -> np.ndarray:

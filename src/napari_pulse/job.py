@@ -9,10 +9,11 @@ runner (:mod:`napari_pulse.pipeline`) re-bases those events on the job's one led
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Protocol
 
+import numpy as np
 import torch
 
 from .degrade import Degradation
@@ -27,14 +28,29 @@ if TYPE_CHECKING:
     from .guide import Guide
 
 
+#: Random streams of a unit (see :func:`unit_generator`).
+BLIND, GUIDED, ENCODER = 0, 1, 2
+#: Seeds are integers from 0 to this (each seed gives its own results).
+MAX_SEED = 2**63 - 1
+
+
+def unit_generator(seed: int, unit: int, stream: int) -> torch.Generator:
+    """A torch random generator for one unit's ``stream``, from the seed and the unit's
+    index (numpy's ``SeedSequence`` mixes the three into the generator's 64-bit seed)."""
+    state = np.random.SeedSequence([int(seed), int(stream), int(unit)]).generate_state(2)
+    return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
+
+
 @dataclass
 class Job:
     """One upscale's fixed inputs: tiles, targets, renderer, degradation, seed, device.
 
     ``lr_tiles`` are the low-res tiles of every plane, ``(U, C, h, w)`` with ``U = planes x
-    tiles`` units; ``blind`` holds every unit's blind random starts ``(U, restarts, ...)``,
-    drawn from ``rng`` (seeded with ``seed``) when the job is made; ``live`` ``(U, C, H, W)``
-    holds every unit's best image so far, for the preview.
+    tiles`` units; ``live`` ``(U, C, H, W)`` holds every unit's best image so far, for the
+    preview. Random starts are drawn when a stage needs them, for the units it works on
+    (:meth:`draw`, :meth:`blind_starts`): each unit's from its own stream of the seed and
+    the unit's index, so a tile's starts do not depend on how many tiles there are or on
+    which of them are searched together, and memory does not grow with restarts x tiles.
     """
 
     render: Renderer
@@ -44,8 +60,6 @@ class Job:
     lr_tiles: torch.Tensor
     cfg: SearchConfig
     seed: int
-    rng: torch.Generator
-    blind: tuple[torch.Tensor, list[torch.Tensor]]
     live: torch.Tensor
 
     @classmethod
@@ -58,17 +72,45 @@ class Job:
         cfg: SearchConfig,
         seed: int,
     ) -> Job:
-        """Cut ``planes`` into tiles and draw every tile's blind starts from ``seed``."""
-        gen, dev = render.g, planes.device
+        """Cut ``planes`` into tiles (the job's units)."""
         lr_tiles = grid.cut(planes).flatten(0, 1)  # (P * T, C, th, tw)
-        n, k = lr_tiles.shape[0], cfg.restarts
-        rng = torch.Generator().manual_seed(int(seed))
-        z0 = gen.sample_latents(n * k, rng).view(n, k, *gen.latent_shape)
-        noise0 = [torch.randn((n, k, *s), generator=rng) for s in gen.noise_shapes()]
         live = torch.nn.functional.interpolate(lr_tiles, scale_factor=grid.factor, mode="bilinear")
         live = live[..., : render.crop[0], : render.crop[1]]
-        blind = (z0.to(dev), [x.to(dev) for x in noise0])
-        return cls(render, degrade, grid, planes, lr_tiles, cfg, int(seed), rng, blind, live)
+        return cls(render, degrade, grid, planes, lr_tiles, cfg, int(seed), live)
+
+    def draw(
+        self,
+        units: torch.Tensor,
+        shapes: Sequence[tuple[int, ...]],
+        stream: int,
+        latents: int = 0,
+    ) -> list[torch.Tensor]:
+        """Standard normal draws of ``shapes`` for each of ``units`` (each ``(len(units),
+        *shape)``, on the job's device), from each unit's own random ``stream``; first
+        ``latents`` draws from the generator's prior, when asked for."""
+        gen = self.render.g
+        out: list[list[torch.Tensor]] = [[] for _ in range(len(shapes) + bool(latents))]
+        for u in units.tolist():
+            rng = unit_generator(self.seed, int(u), stream)
+            got = [gen.sample_latents(latents, rng)] if latents else []
+            got += [torch.randn(shape, generator=rng) for shape in shapes]
+            for into, x in zip(out, got, strict=True):
+                into.append(x)
+        if not len(units):
+            empty = [(latents, *gen.latent_shape)] if latents else []
+            return [torch.zeros((0, *s), device=self.device) for s in empty + list(shapes)]
+        return [torch.stack(into).to(self.device) for into in out]
+
+    def blind_starts(self, units: torch.Tensor, k: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """``k`` blind random starts for each of ``units``: latents from the generator's
+        prior and noise, ``(len(units), k, ...)``."""
+        shapes = [(k, *s) for s in self.render.g.noise_shapes()]
+        z, *noise = self.draw(units, shapes, BLIND, latents=k)
+        return z, noise
+
+    def noise_starts(self, units: torch.Tensor, k: int, stream: int) -> list[torch.Tensor]:
+        """Random noise inputs for ``k`` starts of each of ``units`` (from ``stream``)."""
+        return self.draw(units, [(k, *s) for s in self.render.g.noise_shapes()], stream)
 
     @property
     def n_units(self) -> int:

@@ -9,7 +9,9 @@ are detected here, once (:func:`pick_device`, :func:`present_devices`).
 
 from __future__ import annotations
 
+import copy
 import os
+import weakref
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -17,10 +19,11 @@ import numpy as np
 import torch
 
 from . import guide
-from .degrade import DEGRADATIONS, Degradation
+from .degrade import DEGRADATIONS, Degradation, check_sigma
 from .generators import DomainGenerator, default_for, load
 from .intensity import NORMALIZATIONS
 from .intermediate import MODES, IntermediateConfig, check_layers
+from .job import MAX_SEED
 from .search import SearchConfig, batch_width
 
 
@@ -35,22 +38,55 @@ def present_devices() -> list[str]:
     return found
 
 
+#: The device types the search runs on (when present).
+DEVICE_TYPES = ("cpu", "cuda", "mps")
+
+
 def pick_device(device: str | torch.device = "auto") -> torch.device:
-    """``auto`` picks cuda, then mps, then cpu; a named device must be present."""
-    if isinstance(device, torch.device):
-        return device
+    """``auto`` picks cuda, then mps, then cpu; a named device must be present (ValueError
+    naming the devices that are, otherwise)."""
     present = present_devices()
-    if device == "auto":
+    if isinstance(device, str) and device == "auto":
         return torch.device("cuda" if "cuda" in present else present[-1])
+    if not isinstance(device, str | torch.device):
+        raise TypeError(f"device must be a string such as 'cpu' or 'cuda', got {device!r}")
+    here = f"devices here: auto, {', '.join(present)}"
     try:
         dev = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ValueError(f"Unknown device {device!r}; use auto, cpu, cuda or mps.") from exc
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise ValueError(
+            f"Unknown device {device!r}; use auto, cpu, cuda or mps ({here})."
+        ) from exc
     if dev.type == "cuda" and "cuda" not in present:
         raise ValueError("device='cuda' was asked for, but no CUDA GPU is available here.")
     if dev.type == "mps" and "mps" not in present:
         raise ValueError("device='mps' was asked for, but Apple's MPS is not available here.")
+    if dev.type not in DEVICE_TYPES:
+        raise ValueError(f"napari-pulse does not run on device {str(device)!r}; {here}.")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ValueError(
+            f"device {str(device)!r}: there are {torch.cuda.device_count()} CUDA GPU(s) here."
+        )
+    if dev.type == "cpu" and dev.index not in (None, 0):
+        raise ValueError(f"device {str(device)!r}: the CPU has no index; use 'cpu'.")
     return dev
+
+
+_placed: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def on_device(gen: DomainGenerator, device: torch.device) -> DomainGenerator:
+    """``gen`` where all its tensors are on ``device``; otherwise its copy there (made once
+    per generator and device). The generator given (the registry's, or the caller's) is
+    never moved, so no call depends on what an earlier one did with it."""
+    tensors = [*gen.parameters(), *gen.buffers()]
+    if all(t.device == device for t in tensors):
+        return gen
+    copies = _placed.setdefault(gen, {})
+    key = str(device)
+    if key not in copies:
+        copies[key] = copy.deepcopy(gen).to(device)
+    return copies[key]
 
 
 def starts_config(
@@ -167,6 +203,14 @@ class Options:
         _check_number(self.eps, True, "eps must be a positive number")
         if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)):
             raise TypeError(f"seed must be an integer, got {self.seed!r}")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise ValueError(f"seed must be an integer from 0 to 2**63 - 1, got {self.seed}")
+        if self.degradation == "psf":
+            check_sigma(self.sigma, int(f))
+        elif self.sigma is not None:
+            raise ValueError(
+                f"sigma applies to the psf degradation only, not to {self.degradation!r}"
+            )
         o = self.overlap
         if o is not None and (isinstance(o, bool) or not isinstance(o, (int, np.integer)) or o < 0):
             raise ValueError(f"overlap must be an integer >= 0 low-res pixels, got {o!r}")
@@ -234,7 +278,7 @@ class Options:
             layers = check_layers(icfg.layers, gen.feature_shapes(), gen.name)
         dev = pick_device(self.device)
         return Setup(
-            generator=gen,
+            generator=on_device(gen, dev),
             factor=factor,
             degrade=Degradation(self.degradation, factor, self.sigma).to(dev),
             cfg=_with_width(self.search_config(), dev),

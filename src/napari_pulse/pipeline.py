@@ -31,6 +31,7 @@ array as planes and tiles, the :class:`~napari_pulse.job.Job`, the stages, the r
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Generator
 from dataclasses import replace
 from typing import Any
@@ -42,6 +43,7 @@ from . import encoder, guide
 from .bank import BuildBank
 from .blend import SeamBlend
 from .candidates import ChooseSamples
+from .estimate import estimate
 from .events import Finished, Progress, relay
 from .guide import FitGuide
 from .intensity import fit_intensity
@@ -55,6 +57,8 @@ from .result import Frame, assemble
 from .search import LatentSearch
 from .starts import BlindStarts, EncoderStarts, GuidedStarts, NearestStarts
 from .tiling import Mosaic, TileGrid
+
+log = logging.getLogger("napari_pulse")
 
 
 def build(setup: Setup, job: Job) -> list[Stage]:
@@ -131,7 +135,6 @@ def prepare(arr: np.ndarray, rgb: bool, setup: Setup) -> tuple[Frame, Job]:
     c, h, w = planes.shape[1:]
     grid = TileGrid.plan((h, w), setup.tile, factor, setup.overlap)
     render = Renderer(gen, c, (grid.tile[0] * factor, grid.tile[1] * factor))
-    gen.to(setup.device)
     target = torch.from_numpy(np.clip(planes, 0, 1)).to(setup.device)
     return frame, Job.make(render, setup.degrade, grid, target, setup.cfg, setup.seed)
 
@@ -148,6 +151,11 @@ def stream(arr: np.ndarray, rgb: bool, setup: Setup) -> Generator[Progress | Fin
 
     stages = build(setup, job)
     used = [s.starts.path for s in stages if isinstance(getattr(s, "starts", None), EncoderStarts)]
+    size = estimate(job, stages)
+    if size.large:
+        log.warning(size.describe())
+        total = sum(stage.plan(job) for stage in stages)
+        yield Progress("plan", 0, total, 1, 1, float("inf"), preview=preview, note=size.describe())
     state = yield from run(job, stages, preview)
     result = assemble(frame, job, state, setup, rgb)
     result.params["encoder"] = used[0].name if used else None

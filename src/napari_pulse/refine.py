@@ -21,10 +21,13 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from .candidates import Candidates
+from .candidates import Candidates, kept
 from .events import Progress
 from .optim import project_to_sphere
 from .search import per_sample_loss
+
+#: Units whose starts are drawn at once, as the pool takes them in (memory stays bounded).
+CHUNK = 256
 
 if TYPE_CHECKING:
     from .job import Job, State
@@ -139,22 +142,27 @@ class RefineSearch:
         units, found, passes = state.above(self.cfg.eps, job), None, None
         if len(units):
             yield Progress(self.name, 0, self.plan(job), 1, 1, math.inf)
-            z0, noise0 = self.starts(job, state, units, self.k)
-            z0 = project_to_sphere(z0.clone(), job.render.vector_dim + 1)
-            noise0 = [project_to_sphere(x.clone(), 2) for x in noise0]
-            found, passes = yield from self._pool(job, units, z0, noise0)
+            found, passes = yield from self._pool(job, state, units)
         return state.searched(self.name, self.cfg.eps, units, found, passes)
 
-    def _pool(self, job: Job, units: torch.Tensor, z0, noise0):
-        """Refine the starts of ``units`` in the pool; their best candidates, best first."""
+    def _starts(self, job: Job, state: State, units: torch.Tensor):
+        """The starts of ``units``, on the search's spheres."""
+        z0, noise0 = self.starts(job, state, units, self.k)
+        z0 = project_to_sphere(z0.clone(), job.render.vector_dim + 1)
+        return z0, [project_to_sphere(x.clone(), 2) for x in noise0]
+
+    def _pool(self, job: Job, state: State, units: torch.Tensor):
+        """Refine the starts of ``units`` in the pool; their best candidates, best first.
+        Starts are drawn :data:`CHUNK` units at a time, as the pool takes them in."""
         cfg, render, k = self.cfg, job.render, self.k
-        n, dev = len(units), job.device
+        n, dev, g, m = len(units), job.device, render.g, kept(self.cfg.samples, self.k)
         out = Candidates(
-            z0.clone(),
-            [x.clone() for x in noise0],
-            torch.full((n, k), math.inf, device=dev),
-            torch.zeros((n, k, render.channels, *render.crop), device=dev),
+            torch.zeros((n, m, *g.latent_shape), device=dev),
+            [torch.zeros((n, m, *s), device=dev) for s in g.noise_shapes()],
+            torch.full((n, m), math.inf, device=dev),
+            torch.zeros((n, m, render.channels, *render.crop), device=dev),
         )
+        z0, noise0 = self._starts(job, state, units[:CHUNK])
         pool = _Pool(z0[0], [x[0] for x in noise0], dev, render.crop, render.channels)
         queue, adam, geo = deque(range(n)), RowAdam(), render.uses_geocross
         tile_best = torch.full((n,), math.inf, device=dev)
@@ -164,7 +172,9 @@ class RefineSearch:
         while queue or len(pool):
             while queue and len(pool) + k <= max(k, cfg.batch_size):
                 j = queue.popleft()
-                pool.add(j, z0[j], [x[j] for x in noise0])
+                if j and j % CHUNK == 0:
+                    z0, noise0 = self._starts(job, state, units[j : j + CHUNK])
+                pool.add(j, z0[j % CHUNK], [x[j % CHUNK] for x in noise0])
             params = [p.detach().requires_grad_() for p in pool.params]
             z, noise = params[0], params[1:]
             img = render(z, noise or None)
@@ -178,19 +188,21 @@ class RefineSearch:
                 leave = self._observe(pool, mse.detach(), img.detach(), tile_best, last_gain)
                 self._step(pool, grads, adam, leave)
                 for j in torch.unique(pool.unit[leave]).tolist():
-                    rows = pool.unit == j
-                    out.z[j][pool.slot[rows]] = pool.best[0][rows]
+                    rows = (pool.unit == j).nonzero().flatten()
+                    rows = rows[pool.slot[rows].argsort()]  # in start order
+                    rows = rows[pool.best_mse[rows].argsort(stable=True)[:m]]  # best first
+                    out.z[j] = pool.best[0][rows]
                     for o, b in zip(out.noise, pool.best[1:], strict=True):
-                        o[j][pool.slot[rows]] = b[rows]
-                    out.mse[j][pool.slot[rows]] = pool.best_mse[rows]
-                    out.images[j][pool.slot[rows]] = pool.images[rows]
-                    job.live[units[j]] = pool.images[rows][pool.best_mse[rows].argmin()]
+                        o[j] = b[rows]
+                    out.mse[j] = pool.best_mse[rows]
+                    out.images[j] = pool.images[rows]
+                    job.live[units[j]] = pool.images[rows[0]]
                 pool.keep(~leave)
             done = min(done + 1, plan)
             seen = tile_best[torch.isfinite(tile_best)]
             worst = float(seen.max()) if len(seen) else math.inf
             yield Progress(self.name, done, plan, 1, 1, worst)
-        return out.best(k), passes
+        return out, passes
 
     def _observe(self, pool: _Pool, mse, img, tile_best, last_gain) -> torch.Tensor:
         """Update the rows' bests and the tiles' settling; rows whose tile leaves now."""

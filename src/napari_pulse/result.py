@@ -53,10 +53,14 @@ class Result:
 
     @property
     def mean(self) -> np.ndarray:
-        """The mean of the samples (a higher-fidelity, blurrier estimate), as float32."""
+        """The mean of the samples (a higher-fidelity, blurrier estimate), as float32
+        (float64 for float64 images)."""
+        dtype = np.float64 if self.image.dtype == np.float64 else np.float32
         if self.samples is None:
-            return self.image.astype(np.float32)
-        return self.samples.astype(np.float32).mean(axis=0)
+            return self.image.astype(dtype)
+        x = self.samples.astype(np.float64)
+        scale = float(np.abs(x).max()) or 1.0
+        return ((x / scale).mean(axis=0) * scale).astype(dtype)
 
 
 def psnr(mse: float) -> float:
@@ -106,8 +110,12 @@ def params(frame: Frame, job: Job, state: State, setup: Setup, rgb: bool) -> dic
     cfg, gen, grid = job.cfg, setup.generator, job.grid
     inter = {**setup.intermediate.__dict__, "layers": list(setup.layers)}
     latent_mse = state.chosen.latent_mse.view(job.n_planes, len(grid)).cpu().numpy()
+    source = getattr(gen, "source_file", None)
     return {
         "generator": gen.name,
+        # A file's card may name it anything: where it came from, and its weights' hash.
+        "generator_file": None if source is None else str(source),
+        "generator_sha256": bank.fingerprint(gen),
         "generator_resolution": list(gen.resolution),
         "factor": setup.factor,
         "degradation": setup.degrade.kind,
@@ -143,6 +151,15 @@ def _passes(passes: torch.Tensor | None) -> dict[str, float] | None:
     return {"median": float(p.median()), "max": float(p.max()), "mean": float(p.mean())}
 
 
+def _spread(out: np.ndarray) -> np.ndarray:
+    """The per-pixel standard deviation over samples: float32, or float64 for float64
+    images (whose values may not fit in float32); scaled, so huge values cannot overflow."""
+    x = out.astype(np.float64)
+    scale = float(np.abs(x).max()) or 1.0
+    std = (x / scale).std(axis=0) * scale
+    return std.astype(np.float64 if out.dtype == np.float64 else np.float32)
+
+
 def _measure(
     frame: Frame, mosaics: np.ndarray, degrade: Degradation, grid: TileGrid, eps: float
 ) -> Result:
@@ -174,6 +191,6 @@ def _measure(
         success_tiles=tile_mse <= eps,
         params={},
         samples=out if n_samples > 1 else None,
-        std=out.astype(np.float32).std(axis=0) if n_samples > 1 else None,
+        std=_spread(out) if n_samples > 1 else None,
         sample_lr_psnr=[psnr(m) for m in sample_mse],
     )

@@ -10,6 +10,7 @@ step's), by the one optimiser loop of :mod:`napari_pulse.optim`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Generator
 from dataclasses import dataclass, replace
 from functools import partial
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from .candidates import Candidates, concat
+from .candidates import Candidates, concat, kept
 from .events import Progress, relay, ticks_as_progress
 from .optim import Best, Patience, cosine, geocross, optimise, project_to_sphere
 
@@ -113,10 +114,22 @@ class SearchConfig:
         per = max(1, self.batch_size // rows_per_unit)
         return [list(range(s, min(n_units, s + per))) for s in range(0, n_units, per)]
 
+    def chunk_units(self) -> int:
+        """Units searched at once: whole batches of every rung, and about
+        :data:`CHUNK_STARTS` starts (at least one batch of each rung)."""
+        whole = math.lcm(
+            *(max(1, self.batch_size // min(k, self.restarts)) for k, *_ in self.rungs())
+        )
+        return whole * max(1, CHUNK_STARTS // (self.restarts * whole))
+
     def planned_steps(self, n_units: int) -> int:
         """Optimiser steps a latent search of ``n_units`` tiles takes at most."""
         return sum(len(self.batches(n_units, k)) * steps for k, steps, _, _ in self.rungs())
 
+
+#: Starts held in memory at once by a search stage (with their noise: about 200 MB for the
+#: nuclei generator), whatever the image size; see :meth:`SearchConfig.chunk_units`.
+CHUNK_STARTS = 4096
 
 #: Batch widths by device type. On this project's 2-core CPU a forward and backward pass of
 #: the nuclei StyleGAN2 runs 394-446 images/s at 32-64 images and 135-185 at 128; the face
@@ -155,31 +168,55 @@ class LatentSearch:
         units, found, passes = state.above(self.cfg.eps, job), None, None
         if len(units):
             yield Progress(self.name, 0, self.plan(job), 1, 1, float("inf"))
-            z0, noise0 = self.starts(job, state, units, self.cfg.restarts)
-            found, passes = yield from self._halving(job, units, z0, noise0)
+            found, passes = yield from self._chunks(job, state, units)
         return state.searched(self.name, self.cfg.eps, units, found, passes)
 
+    def _chunks(
+        self, job: Job, state: State, units: torch.Tensor
+    ) -> Generator[Progress, None, tuple[Candidates, torch.Tensor]]:
+        """The search of ``units``, a chunk of :meth:`SearchConfig.chunk_units` at a time:
+        only one chunk's starts are in memory at once. Chunks are whole batches of every
+        rung, so the result does not depend on the chunk size."""
+        cfg, plan = self.cfg, self.plan(job)
+        size = cfg.chunk_units()
+        rungs = cfg.rungs()
+        batches = sum(len(cfg.batches(len(units), min(k, cfg.restarts))) for k, *_ in rungs)
+        ledger = [0, 0, plan, batches]  # steps done, batches done, steps and batches planned
+        parts, spent = [], []
+        for at in range(0, len(units), size):
+            chunk = units[at : at + size]
+            z0, noise0 = self.starts(job, state, chunk, cfg.restarts)
+            found, passes = yield from self._halving(job, chunk, z0, noise0, ledger)
+            parts.append(found.best(kept(cfg.samples, found.mse.shape[1])))
+            spent.append(passes)
+        return concat(parts), torch.cat(spent)
+
     def _halving(
-        self, job: Job, units: torch.Tensor, z0: torch.Tensor, noise0: list[torch.Tensor]
+        self,
+        job: Job,
+        units: torch.Tensor,
+        z0: torch.Tensor,
+        noise0: list[torch.Tensor],
+        ledger: list[int],
     ) -> Generator[Progress, None, tuple[Candidates, torch.Tensor]]:
         """Every rung starts from the best states of the last, so it can only improve them.
-        Returns the candidates and the generator passes spent on each unit."""
+        Returns the candidates and the generator passes spent on each unit; counts steps
+        and batches on ``ledger``."""
         cfg, n, k = self.cfg, len(units), z0.shape[1]
         z0 = project_to_sphere(z0.clone(), job.render.vector_dim + 1)
         noise0 = [project_to_sphere(x.clone(), 2) for x in noise0]
         kept = Candidates(z0, noise0, torch.full((n, k), float("inf"), device=z0.device), None)
-        done, plan = 0, self.plan(job)
         passes = torch.zeros(n, dtype=torch.long)
         for per_unit, steps, lr, keep in cfg.rungs():
             per_unit = min(per_unit, k)
-            batches = cfg.batches(n, per_unit)
             parts = []
-            for b, idx in enumerate(batches):
+            for idx in cfg.batches(n, per_unit):
                 sel = torch.tensor(idx, device=z0.device)
                 fit = self._fit(job, units[sel], kept, sel, per_unit, steps, lr)
-                events = ticks_as_progress(self.name, done, plan, b + 1, len(batches))
+                ledger[1] += 1
+                events = ticks_as_progress(self.name, ledger[0], ledger[2], *ledger[1::2])
                 best = yield from relay(fit, events)
-                done += steps
+                ledger[0] += steps
                 passes[sel.cpu()] += best.evaluations * per_unit
                 found = Candidates(best.values[0], best.values[1:], best.mse, best.images)
                 parts.append(found.unflat(len(idx), per_unit).best(keep))

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Protocol
 import torch
 
 from . import bank, guide
+from .job import ENCODER, GUIDED
 from .optim import project_to_sphere
 
 if TYPE_CHECKING:
@@ -26,13 +27,10 @@ class Starts(Protocol):
 
 
 class BlindStarts:
-    """Blind random draws from the prior: the job's own, drawn from its seed."""
+    """Blind random draws from the prior, each unit's from its own stream of the seed."""
 
     def __call__(self, job: Job, state: State, units: torch.Tensor, k: int) -> Latents:
-        z0, noise0 = job.blind
-        if z0.shape[1] != k:
-            raise ValueError(f"the job drew {z0.shape[1]} blind starts per tile, not {k}")
-        return z0[units], [n[units] for n in noise0]
+        return job.blind_starts(units, k)
 
 
 class NearestStarts:
@@ -46,16 +44,15 @@ class NearestStarts:
 
 class GuidedStarts:
     """Latents spread from the guide's guess to blind directions (:func:`guide.starts`);
-    the noise is the job's blind draw. Drawn once for every unit of the job, from its
-    random stream after the blind starts, so any subset of units gets the same starts."""
-
-    def __init__(self) -> None:
-        self._z: torch.Tensor | None = None
+    the directions and the noise are drawn from each unit's own streams of the seed, so
+    any subset of units gets the same starts."""
 
     def __call__(self, job: Job, state: State, units: torch.Tensor, k: int) -> Latents:
-        if self._z is None:
-            self._z = guide.starts(state.guide, job.lr_tiles, k, job.rng).to(job.device)
-        return self._z[units], [n[units] for n in job.blind[1]]
+        gen = job.render.g
+        shapes = [(k, *gen.latent_shape)] + [(k, *s) for s in gen.noise_shapes()]
+        directions, *noise = job.draw(units, shapes, GUIDED)
+        targets = job.lr_tiles[units]
+        return guide.starts(state.guide, targets, directions.cpu()).to(job.device), noise
 
 
 class EncoderStarts:
@@ -63,8 +60,8 @@ class EncoderStarts:
     latents, the guess with one vector for all layers (their mean direction, as the
     generator draws); then perturbations of that one-vector guess (of the guess for
     single-vector latents), with cosines from 1 down to ``1 - spread``. Each start has its
-    own random noise, so several samples are distinct fits. Drawn once for every unit of
-    the job from a stream of the job's seed, so any subset of units gets the same starts.
+    own random noise, so several samples are distinct fits. Drawn from each unit's own
+    streams of the seed, so any subset of units gets the same starts.
 
     On 20 held-out nuclei crops at x4 with 8 samples, perturbing the one-vector guess kept
     the rank correlation of spread and error at 0.335 (0.362 with blind starts), where
@@ -72,17 +69,17 @@ class EncoderStarts:
 
     def __init__(self, encoder: torch.nn.Module, spread: float = 0.3, path=None) -> None:
         self.encoder, self.spread, self.path = encoder, spread, path
-        self._z: torch.Tensor | None = None
 
     def __call__(self, job: Job, state: State, units: torch.Tensor, k: int) -> Latents:
-        if self._z is None:
-            self._z = self._draw(job, k)
-        return self._z[units], [n[units, :k] for n in job.blind[1]]
+        gen = job.render.g
+        shapes = [(max(0, k - 1), *gen.latent_shape)] + [(k, *s) for s in gen.noise_shapes()]
+        other, *noise = job.draw(units, shapes, ENCODER)
+        return self._near(job, units, k, other.cpu()), noise
 
-    def _draw(self, job: Job, k: int) -> torch.Tensor:
+    def _near(self, job: Job, units: torch.Tensor, k: int, other: torch.Tensor) -> torch.Tensor:
         enc = self.encoder.to(job.device)
         with torch.no_grad():
-            guess = torch.cat([enc(t) for t in job.lr_tiles.split(256)]).cpu()
+            guess = torch.cat([enc(t) for t in job.lr_tiles[units].split(256)]).cpu()
         guess = torch.nn.functional.normalize(guess, dim=-1)
         starts = [guess]
         centre = guess
@@ -90,9 +87,8 @@ class EncoderStarts:
             centre = torch.nn.functional.normalize(guess.mean(1, keepdim=True), dim=-1)
             centre = centre.expand_as(guess)
             starts.append(centre)
-        rng = torch.Generator().manual_seed(job.seed * 1_000_003 + 7)
         n = max(0, k - len(starts))
-        other = torch.randn((len(guess), n, *guess.shape[1:]), generator=rng)
+        other = other[:, :n]
         c = centre[:, None]
         other = other - (other * c).sum(-1, keepdim=True) * c  # orthogonal: cosines are a
         other = torch.nn.functional.normalize(other, dim=-1)

@@ -460,7 +460,10 @@ class UpscaleWidget(Container):
             self.status.value = "cancelling..."
 
     def _show_preview(self, event: Any, opts: Options, source: dict[str, Any]) -> None:
-        """Live preview: a layer that shows the current best image while the search runs."""
+        """Live preview: a layer that shows the current best image while the search runs
+        (and a note about the whole job, when the stream has one, in the status line)."""
+        if getattr(event, "note", "") and self.job is not None and not self.job.cancelled:
+            self.status.value = event.note
         if event.preview is None or self.job is None or self.job.cancelled:
             return  # also a late event, handled after the job was done
         image = event.preview()

@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import struct
+import zipfile
 from pathlib import Path
 
 from safetensors import SafetensorError
 
 from .base import DomainGenerator
+from .safe_pickle import UnsafeCheckpointError
 
 NATIVE_SUFFIXES = (".safetensors",)
 TORCH_SUFFIXES = (".pt", ".pth", ".ckpt", ".tar")
@@ -70,18 +73,56 @@ def detect_format(path: str | Path) -> str:
     return kind
 
 
+#: What readers raise on a damaged or foreign file: turned into a ValueError naming it.
+READ_ERRORS = (
+    SafetensorError,
+    json.JSONDecodeError,
+    pickle.UnpicklingError,
+    zipfile.BadZipFile,
+    struct.error,
+    UnicodeDecodeError,
+    KeyError,
+    IndexError,
+    TypeError,
+    AttributeError,
+    RuntimeError,
+    EOFError,
+    OverflowError,
+    RecursionError,
+)
+
+
 def load_file(path: str | os.PathLike, layout: str = "w+") -> DomainGenerator:
-    """A frozen, search-ready generator from any supported file (see the module docstring)."""
+    """A frozen, search-ready generator from any supported file (see the module docstring).
+
+    A damaged, truncated, empty or malformed file raises a ValueError naming the file and
+    what is wrong (never a reader's own exception)."""
+    path = Path(path)
+    kind = detect_format(path)
+    if path.stat().st_size == 0:
+        raise ValueError(f"{path.name}: the file is empty")
+    try:
+        model = _read(path, kind, layout)
+    except ValueError as exc:
+        if path.name in str(exc) or isinstance(exc, UnsafeCheckpointError):
+            raise
+        raise ValueError(f"{path.name}: {exc}") from exc
+    except READ_ERRORS as exc:
+        what = f"{type(exc).__name__}: {exc}".strip().rstrip(":")
+        raise ValueError(
+            f"{path.name}: not a readable {kind} generator file (damaged or truncated?): "
+            f"{what[:300]}"
+        ) from exc
+    model.source_file = path  # where companions (an encoder) are looked for
+    return model.eval().requires_grad_(False)
+
+
+def _read(path: Path, kind: str, layout: str) -> DomainGenerator:
     from . import dcgan, native, nvlabs, rosinality
     from .safe_pickle import torch_load
 
-    path = Path(path)
-    kind = detect_format(path)
     if kind == "native":
-        try:
-            model: DomainGenerator = native.load_native(path, layout=layout)
-        except (SafetensorError, json.JSONDecodeError, KeyError, TypeError) as exc:
-            raise ValueError(f"{path.name}: not a readable napari-pulse generator: {exc}") from exc
+        model: DomainGenerator = native.load_native(path, layout=layout)
     elif kind == "pickle":
         model = nvlabs.load_nvlabs(path, layout=layout)
     else:
@@ -96,5 +137,4 @@ def load_file(path: str | os.PathLike, layout: str = "w+") -> DomainGenerator:
                 f"{path.name}: a torch file, but neither a rosinality StyleGAN2 checkpoint "
                 f"('g_ema') nor a DCGAN64 state dict (found: {keys})"
             )
-    model.source_file = path  # where companions (an encoder) are looked for
-    return model.eval().requires_grad_(False)
+    return model

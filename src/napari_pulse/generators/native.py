@@ -37,10 +37,48 @@ def card_to_dict(card: ModelCard, config: StyleGAN2Config) -> dict:
 
 
 def card_from_dict(d: dict) -> tuple[ModelCard, StyleGAN2Config]:
+    """The card and the network's config from a card's JSON; ValueError for anything
+    malformed (a card is untrusted input)."""
+    if not isinstance(d, dict):
+        raise ValueError(f"the model card must be a JSON object, got {type(d).__name__}")
     if d.get("architecture") != "stylegan2":
         raise ValueError(f"unsupported architecture {d.get('architecture')!r} (expected stylegan2)")
+    if "config" not in d:
+        raise ValueError("the model card has no 'config'")
     fields = {k: d[k] for k in ModelCard.__dataclass_fields__ if k in d}
-    return ModelCard(**fields), StyleGAN2Config.from_dict(d["config"])
+    for k, v in fields.items():
+        if k == "pixel_size_um":
+            ok = v is None or (isinstance(v, int | float) and not isinstance(v, bool))
+        else:
+            ok = isinstance(v, dict if k == "extra" else str)
+        if not ok:
+            raise ValueError(f"the model card's {k!r} has the wrong type: {v!r}")
+    if fields.get("normalization", "range") not in ("percentile", "range", "minmax"):
+        raise ValueError(f"the model card's normalization {fields['normalization']!r} is unknown")
+    config = StyleGAN2Config.from_dict(d["config"])
+    for key, want in (("channels", config.channels), ("resolution", [config.resolution] * 2)):
+        if key in d and d[key] != want:
+            raise ValueError(f"the model card says {key} {d[key]!r}, its config {want!r}")
+    return ModelCard(**fields), config
+
+
+def check_tensors(config: StyleGAN2Config, shapes: dict[str, tuple[int, ...]]) -> None:
+    """ValueError unless the file's tensors are exactly those of ``config``'s network
+    (checked on an unallocated network: a card cannot make us allocate what the file does
+    not hold)."""
+    with torch.device("meta"):
+        expected = {k: tuple(v.shape) for k, v in StyleGAN2(config).state_dict().items()}
+    missing = sorted(set(expected) - set(shapes))
+    extra = sorted(set(shapes) - set(expected))
+    wrong = [k for k in expected if k in shapes and shapes[k] != expected[k]]
+    for what, keys in (
+        ("lacks tensors its card's network needs", missing),
+        ("holds tensors its card's network does not have", extra),
+        ("holds tensors of other shapes than its card's network needs", wrong),
+    ):
+        if keys:
+            listed = ", ".join(keys[:4]) + (", ..." if len(keys) > 4 else "")
+            raise ValueError(f"the file {what}: {listed}")
 
 
 def save_native(
@@ -78,6 +116,15 @@ def read_card(path: str | Path) -> dict:
 def load_native_net(path: str | Path) -> tuple[StyleGAN2, ModelCard, tuple | None]:
     """The network, its card and its stored Gaussian fit (or None)."""
     card, config = card_from_dict(read_card(path))
+    with safe_open(str(path), framework="pt") as f:
+        shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118
+    gauss = {"gaussian.mean", "gaussian.std"}
+    if gauss & set(shapes) and not gauss <= set(shapes):
+        raise ValueError("the file holds half of a Gaussian fit (gaussian.mean and .std)")
+    for k in gauss & set(shapes):
+        if shapes[k] != (config.style_dim,):
+            raise ValueError(f"{k} has shape {shapes[k]}, not ({config.style_dim},)")
+    check_tensors(config, {k: v for k, v in shapes.items() if k not in gauss})
     net = StyleGAN2(config)
     with safe_open(str(path), framework="pt") as f:
         tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is not a dict)

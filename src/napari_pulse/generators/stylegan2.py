@@ -32,6 +32,17 @@ def channel_widths(resolution: int, base: int = 16384, maximum: int = 512) -> di
     return {2**i: int(min(base // 2**i, maximum)) for i in range(2, log + 1)}
 
 
+#: Largest sizes a StyleGAN2 may declare (FFHQ's 1024x1024 network fits; a card asking
+#: for more is refused before anything is allocated).
+MAX_RESOLUTION = 1024
+MAX_WIDTH = 1024
+
+
+def _bounded_int(name: str, value: object, top: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= top:
+        raise ValueError(f"{name} must be an integer from 1 to {top}, got {value!r}")
+
+
 @dataclass
 class StyleGAN2Config:
     """Everything that fixes a StyleGAN2's shapes (stored in the model card)."""
@@ -48,6 +59,7 @@ class StyleGAN2Config:
     conv_clamp: float | None = None
 
     def __post_init__(self) -> None:
+        self._check_sizes()
         log = math.log2(self.resolution)
         if self.resolution < 16 or log != int(log):
             raise ValueError(f"StyleGAN2 resolution must be 2^k >= 16, got {self.resolution}")
@@ -60,6 +72,28 @@ class StyleGAN2Config:
         missing = [2**i for i in range(2, int(log) + 1) if 2**i not in self.widths]
         if missing:
             raise ValueError(f"widths lack resolutions {missing}")
+
+    def _check_sizes(self) -> None:
+        """Types and sane bounds, before anything is built from them (a card is untrusted)."""
+        for name, top in (("resolution", MAX_RESOLUTION), ("style_dim", MAX_WIDTH), ("n_mlp", 16)):
+            _bounded_int(name, getattr(self, name), top)
+        if not isinstance(self.widths, dict) or len(self.widths) > 16:
+            raise ValueError(
+                f"widths must be a mapping of resolution to width, got {self.widths!r}"
+            )
+        for k, v in self.widths.items():
+            _bounded_int(f"widths[{k!r}]", v, MAX_WIDTH)
+            _bounded_int("a widths key", int(k) if str(k).isdigit() else k, MAX_RESOLUTION)
+        kernel = self.blur_kernel
+        if not isinstance(kernel, list | tuple) or not 1 <= len(kernel) <= 8:
+            raise ValueError(f"blur_kernel must be 1 to 8 integers, got {kernel!r}")
+        for k in kernel:
+            _bounded_int("a blur_kernel tap", k, 1024)
+        for name in ("lr_mlp", "conv_clamp"):
+            v = getattr(self, name)
+            real = isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+            if not ((v is None and name == "conv_clamp") or (real and v > 0)):
+                raise ValueError(f"{name} must be a positive number, got {v!r}")
 
     @property
     def log_size(self) -> int:
@@ -77,6 +111,11 @@ class StyleGAN2Config:
 
     @classmethod
     def from_dict(cls, d: dict) -> StyleGAN2Config:
+        if not isinstance(d, dict):
+            raise ValueError(f"a StyleGAN2 config must be an object, got {type(d).__name__}")
+        unknown = sorted(set(map(str, d)) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ValueError(f"unknown StyleGAN2 config field(s): {', '.join(unknown)}")
         return cls(**d)
 
 

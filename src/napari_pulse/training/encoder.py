@@ -38,6 +38,7 @@ from ..degrade import Degradation
 from ..generators import load
 from ..optim import cosine, project_to_sphere
 from ..render import Renderer
+from .checkpoint import resume_from
 from .data import CropRule, CropSampler, list_images
 
 
@@ -223,7 +224,10 @@ def _checkpoint(path: Path, cfg, s: _Setting, opt, rng, real, step: int) -> None
 def _resume(path: Path, s: _Setting, opt, rng) -> int:
     if not path.exists():
         return 0
-    state = torch.load(path, map_location=s.device, weights_only=True)
+    return resume_from(path, s.device, lambda state: _restore(state, s, opt, rng))
+
+
+def _restore(state: dict, s: _Setting, opt, rng) -> int:
     s.enc.load_state_dict(state["encoder"])
     opt.load_state_dict(state["opt"])
     rng.set_state(state["rng"])

@@ -26,6 +26,7 @@ from PIL import Image
 from ..generators.base import ModelCard
 from ..generators.native import save_native
 from ..generators.stylegan2 import StyleGAN2, StyleGAN2Config, gaussian_fit
+from .checkpoint import resume_from
 from .data import CropRule, CropSampler, list_images
 from .diffaug import diff_augment
 from .discriminator import Discriminator
@@ -194,11 +195,16 @@ def _resume(cfg, path: Path, device, g, d, g_ema, g_opt, d_opt, data: CropSample
     exists; returns the step to go on from (0 without one)."""
     if not path.exists():
         return 0
-    state = torch.load(path, map_location=device, weights_only=True)
+    return resume_from(
+        path, device, lambda state: _restore(state, cfg, g, d, g_ema, g_opt, d_opt, data)
+    )
+
+
+def _restore(state: dict, cfg, g, d, g_ema, g_opt, d_opt, data: CropSampler) -> int:
     if state["config"]["resolution"] != cfg.resolution or state["config"]["widths"] != {
         str(k): v for k, v in cfg.widths.items()
     }:
-        raise ValueError(f"{path} was made with another model configuration")
+        raise ValueError("it was made with another model configuration")
     g.load_state_dict(state["g"])
     d.load_state_dict(state["d"])
     g_ema.load_state_dict(state["g_ema"])
