@@ -24,7 +24,8 @@ its own (the seed and the tile's index) rather than from one stream for the whol
 so that memory no longer grows with tiles x restarts: every case's images changed, as a
 new seed would change them; ``params`` gained the generator's file and weights' hash;
 the spread of samples is computed in float64; progress events number the search's batches
-over all its rungs (a chunk of tiles at a time) instead of per rung.
+over all its rungs (a chunk of tiles at a time) instead of per rung. ``params`` then
+gained ``blocks`` (1 for all these cases: images this small run whole).
 
 The inputs are stored with the recording, so nothing here depends on how they were made.
 Record again (only when a change of results is intended and said so in its commit) with::

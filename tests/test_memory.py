@@ -38,13 +38,15 @@ def test_a_tiles_starts_do_not_depend_on_which_tiles_are_drawn_with_it():
 @pytest.mark.parametrize("encoder", [False, True])
 def test_chunk_sizes_do_not_change_the_result(monkeypatch, encoder, tmp_path):
     img = (np.random.default_rng(3).random((24, 24)) * 255).astype(np.uint8)
-    cfg = SearchConfig(encoder=encoder, batch_size=8, explore_steps=2)
+    cfg = SearchConfig(encoder=encoder, batch_size=12, explore_steps=2, keep=3)
     kw = dict(generator="tiny", factor=4, steps=4, restarts=4, config=cfg, samples=1)
     events_a: list = []
     a = napari_pulse.upscale(img, progress=events_a.append, **kw)
     monkeypatch.setattr(search, "CHUNK_STARTS", 1)  # one batch of each rung at a time
     monkeypatch.setattr(refine, "CHUNK", 1)
-    assert Options(**kw).resolve(False).cfg.chunk_units() == 2  # 8 // 4 rows: 2 per batch
+    # batches of 3 units (4 starts each) exploring, 4 units (3 kept) refining: chunks of 12
+    # units, so the 16 tiles' first chunk ends inside no batch of either rung
+    assert Options(**kw).resolve(False).cfg.chunk_units() == 12
     events_b: list = []
     b = napari_pulse.upscale(img, progress=events_b.append, **kw)
     np.testing.assert_array_equal(a.image, b.image)
@@ -59,6 +61,8 @@ def test_chunks_are_whole_batches_of_every_rung():
     assert units % (64 // 4) == 0  # the refining rung's batches hold 16 units of 4 starts
     assert units * 96 <= max(search.CHUNK_STARTS, 96 * 16)
     assert SearchConfig(restarts=3, batch_size=64).chunk_units() >= 21
+    wide = SearchConfig(restarts=96, batch_size=512)  # a GPU's width: whole batches cost more
+    assert wide.chunk_units() % (512 // 96) == 0 and wide.chunk_units() % (512 // 4) == 0
 
 
 def test_one_sample_hands_on_one_candidate_per_tile():

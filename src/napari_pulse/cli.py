@@ -125,9 +125,8 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version and usage errors
         return exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 2
-    log = logging.getLogger("napari_pulse")
-    if not log.handlers:  # notes such as a large job's size come through the progress bar
-        log.addHandler(logging.NullHandler())
+    log, quiet = logging.getLogger("napari_pulse"), logging.NullHandler()
+    log.addHandler(quiet)  # notes such as a large job's size come through the progress bar
     try:
         return args.func(args)
     except KeyboardInterrupt:
@@ -136,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, TypeError, OSError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
+    finally:
+        log.removeHandler(quiet)
 
 
 def _run_generators(args: argparse.Namespace) -> int:

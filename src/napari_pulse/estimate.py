@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING
 import torch
 
 from .candidates import kept
-from .search import CHUNK_STARTS
 
 if TYPE_CHECKING:
     from .job import Job, Stage
@@ -76,21 +75,24 @@ def start_bytes(job: Job) -> int:
     return 4 * (math.prod(g.latent_shape) + sum(math.prod(s) for s in g.noise_shapes()))
 
 
-def memory(job: Job, stages: list[Stage]) -> int:
+def memory(job: Job, stages: list[Stage], units_at_once: int | None = None) -> int:
     """Peak bytes of the job, by the tensors it holds: per unit its tile, live image,
     candidates (twice, while merging) and samples; one chunk of starts with their
     optimiser state; one batch's activations; the mosaics, and the result in float64
-    while it is cast."""
+    while it is cast. A job run in blocks holds the per-unit part for ``units_at_once``
+    units (and a few numbers for every unit)."""
     cfg, render = job.cfg, job.render
     image = 4 * render.channels * math.prod(render.crop)
     one = start_bytes(job) + image
     k = kept(cfg.samples, max(cfg.n_keep, cfg.encoder_starts, cfg.samples))
     per_unit = image + 2 * k * one + cfg.samples * one + 4 * job.lr_tiles[0].numel()
-    chunk = min(CHUNK_STARTS, job.n_units * cfg.restarts) * (4 * start_bytes(job))
+    chunk = min(cfg.chunk_units(), job.n_units) * cfg.restarts * (4 * start_bytes(job))
     batch = cfg.batch_size * ACTIVATION_BYTES * math.prod(job.render.g.resolution)
     pixels = job.n_planes * job.lr_tiles.shape[1] * math.prod(job.planes.shape[-2:])
     out = pixels * job.grid.factor**2 * job.samples * (4 * 3 + 8 * 2)
-    return int(job.n_units * per_unit + chunk + batch + out)
+    held = job.n_units if units_at_once is None else min(job.n_units, 2 * units_at_once)
+    every = job.n_units * (4 * job.lr_tiles[0].numel() + 64)  # tiles, scores and passes
+    return int(held * per_unit + every + chunk + batch + out)
 
 
 def passes(job: Job, stages: list[Stage]) -> int:
@@ -121,9 +123,11 @@ def pass_rate(job: Job, repeats: int = 3) -> float:
     return width / max(min(took[1:]), 1e-9)
 
 
-def estimate(job: Job, stages: list[Stage], rate: float | None = None) -> Estimate:
+def estimate(
+    job: Job, stages: list[Stage], rate: float | None = None, units_at_once: int | None = None
+) -> Estimate:
     """The job's size; the pass rate is timed (:func:`pass_rate`) unless given."""
-    size = memory(job, stages)
+    size = memory(job, stages, units_at_once)
     units = job.n_units
     if rate is None:
         rate = pass_rate(job) if units >= LARGE_UNITS or size >= LARGE_BYTES else math.inf

@@ -61,6 +61,10 @@ class Job:
     cfg: SearchConfig
     seed: int
     live: torch.Tensor
+    #: The units' indices in the whole image, when this job is one block of it (see
+    #: :mod:`napari_pulse.blocks`): random streams follow them, so a tile gets the same
+    #: starts in every block it is in. None: the units are the whole image's.
+    ids: torch.Tensor | None = None
 
     @classmethod
     def make(
@@ -71,12 +75,20 @@ class Job:
         planes: torch.Tensor,
         cfg: SearchConfig,
         seed: int,
+        ids: torch.Tensor | None = None,
+        live: bool = True,
     ) -> Job:
-        """Cut ``planes`` into tiles (the job's units)."""
+        """Cut ``planes`` into tiles (the job's units); ``live`` previews them (without it
+        the job is only a description of the whole image's tiles)."""
         lr_tiles = grid.cut(planes).flatten(0, 1)  # (P * T, C, th, tw)
-        live = torch.nn.functional.interpolate(lr_tiles, scale_factor=grid.factor, mode="bilinear")
-        live = live[..., : render.crop[0], : render.crop[1]]
-        return cls(render, degrade, grid, planes, lr_tiles, cfg, int(seed), live)
+        if live:
+            up = torch.nn.functional.interpolate(
+                lr_tiles, scale_factor=grid.factor, mode="bilinear"
+            )
+            up = up[..., : render.crop[0], : render.crop[1]]
+        else:
+            up = torch.zeros((0, *lr_tiles.shape[1:]))
+        return cls(render, degrade, grid, planes, lr_tiles, cfg, int(seed), up, ids)
 
     def draw(
         self,
@@ -91,7 +103,8 @@ class Job:
         gen = self.render.g
         out: list[list[torch.Tensor]] = [[] for _ in range(len(shapes) + bool(latents))]
         for u in units.tolist():
-            rng = unit_generator(self.seed, int(u), stream)
+            uid = int(u) if self.ids is None else int(self.ids[u])
+            rng = unit_generator(self.seed, uid, stream)
             got = [gen.sample_latents(latents, rng)] if latents else []
             got += [torch.randn(shape, generator=rng) for shape in shapes]
             for into, x in zip(out, got, strict=True):
@@ -107,10 +120,6 @@ class Job:
         shapes = [(k, *s) for s in self.render.g.noise_shapes()]
         z, *noise = self.draw(units, shapes, BLIND, latents=k)
         return z, noise
-
-    def noise_starts(self, units: torch.Tensor, k: int, stream: int) -> list[torch.Tensor]:
-        """Random noise inputs for ``k`` starts of each of ``units`` (from ``stream``)."""
-        return self.draw(units, [(k, *s) for s in self.render.g.noise_shapes()], stream)
 
     @property
     def n_units(self) -> int:

@@ -80,13 +80,26 @@ def on_device(gen: DomainGenerator, device: torch.device) -> DomainGenerator:
     per generator and device). The generator given (the registry's, or the caller's) is
     never moved, so no call depends on what an earlier one did with it."""
     tensors = [*gen.parameters(), *gen.buffers()]
-    if all(t.device == device for t in tensors):
+    if all(_same(t.device, device) for t in tensors):
         return gen
     copies = _placed.setdefault(gen, {})
+    stamp = tuple((t.data_ptr(), t._version) for t in tensors)  # weights changed since?
     key = str(device)
-    if key not in copies:
-        copies[key] = copy.deepcopy(gen).to(device)
-    return copies[key]
+    if key not in copies or copies[key][0] != stamp:
+        copies[key] = (stamp, copy.deepcopy(gen).to(device))
+    return copies[key][1]
+
+
+def _same(a: torch.device, b: torch.device) -> bool:
+    """Whether two devices are one (``cuda`` is the current CUDA device)."""
+    if a.type != b.type:
+        return False
+    if a.type != "cuda":
+        return True
+    current = torch.cuda.current_device()
+    return (a.index if a.index is not None else current) == (
+        b.index if b.index is not None else current
+    )
 
 
 def starts_config(

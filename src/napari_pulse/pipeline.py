@@ -34,12 +34,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Generator
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 import numpy as np
 import torch
 
-from . import encoder, guide
+from . import blocks, encoder, guide
 from .bank import BuildBank
 from .blend import SeamBlend
 from .candidates import ChooseSamples
@@ -124,8 +125,9 @@ def run(
     return state
 
 
-def prepare(arr: np.ndarray, rgb: bool, setup: Setup) -> tuple[Frame, Job]:
-    """The user's array as the pipeline sees it (planes in [0, 1]), and the job on its tiles."""
+def prepare(arr: np.ndarray, rgb: bool, setup: Setup, live: bool = True) -> tuple[Frame, Job]:
+    """The user's array as the pipeline sees it (planes in [0, 1]), and the job on its
+    tiles (``live``: with the tiles' preview images)."""
     gen, factor = setup.generator, setup.factor
     layout = Layout.of(arr, rgb, gen)
     mode = gen.card.normalization if setup.normalization == "auto" else setup.normalization
@@ -136,27 +138,51 @@ def prepare(arr: np.ndarray, rgb: bool, setup: Setup) -> tuple[Frame, Job]:
     grid = TileGrid.plan((h, w), setup.tile, factor, setup.overlap)
     render = Renderer(gen, c, (grid.tile[0] * factor, grid.tile[1] * factor))
     target = torch.from_numpy(np.clip(planes, 0, 1)).to(setup.device)
-    return frame, Job.make(render, setup.degrade, grid, target, setup.cfg, setup.seed)
+    live = live and blocks.plan(grid, planes.shape[0]) is None  # blocks preview their own
+    job = Job.make(render, setup.degrade, grid, target, setup.cfg, setup.seed, live=live)
+    return frame, job
 
 
 def stream(arr: np.ndarray, rgb: bool, setup: Setup) -> Generator[Progress | Finished, None, None]:
     """A whole upscale on checked arguments (the work of :func:`napari_pulse.iter_upscale`):
-    the user's array as planes and tiles, the job, the stages, then the result."""
+    the user's array as planes and tiles, the job, the stages (on blocks of the image when
+    it is large, :mod:`napari_pulse.blocks`), then the result."""
     frame, job = prepare(arr, rgb, setup)
-    grid = job.grid
-
-    def preview() -> np.ndarray:
-        tiles = job.live.view(job.n_planes, len(grid), *job.live.shape[1:])
-        return frame.to_user(Mosaic(grid, tiles).image().cpu().numpy()[:, None])[0]
-
+    parts = blocks.plan(job.grid, job.n_planes)
     stages = build(setup, job)
     used = [s.starts.path for s in stages if isinstance(getattr(s, "starts", None), EncoderStarts)]
-    size = estimate(job, stages)
+    size = estimate(job, stages, units_at_once=blocks.BLOCK_UNITS if parts else None)
+    preview = _preview(frame, job) if parts is None else None
     if size.large:
         log.warning(size.describe())
         total = sum(stage.plan(job) for stage in stages)
         yield Progress("plan", 0, total, 1, 1, float("inf"), preview=preview, note=size.describe())
-    state = yield from run(job, stages, preview)
+    if parts is None:
+        state = yield from run(job, stages, preview)
+    else:
+        state = yield from blocks.run(
+            job, parts, lambda b: build(setup, b), run, partial(_preview, frame)
+        )
     result = assemble(frame, job, state, setup, rgb)
     result.params["encoder"] = used[0].name if used else None
+    result.params["blocks"] = len(parts) if parts else 1
     yield Finished(result)
+
+
+def _preview(
+    frame: Frame, job: Job, canvas: blocks.Canvas | None = None, block: blocks.Block | None = None
+) -> Callable[[], Any]:
+    """The live preview of ``job``'s tiles; for a block, inside the whole image so far
+    (blocks not reached yet: the smooth upsampling of the input)."""
+
+    def preview() -> np.ndarray:
+        tiles = job.live.view(job.n_planes, len(job.grid), *job.live.shape[1:])
+        image = Mosaic(job.grid, tiles).image().cpu()
+        if canvas is None or block is None:
+            return frame.to_user(image.numpy()[:, None])[0]
+        whole = canvas.preview()
+        y0, y1, x0, x1 = (v * job.grid.factor for v in block.window(canvas.whole.grid))
+        whole[block.planes, :, y0:y1, x0:x1] = image
+        return frame.to_user(whole.numpy()[:, None])[0]
+
+    return preview

@@ -21,7 +21,7 @@ from napari.utils.notifications import show_error, show_info, show_warning
 
 from .. import guide
 from ..bank import atypical_warning
-from ..degrade import DEGRADATIONS
+from ..degrade import DEGRADATIONS, MAX_SIGMA_PER_FACTOR
 from ..generators import available, default_for, load
 from ..generators.registry import GeneratorInfo
 from ..intermediate import MODES, IntermediateConfig, ood_warning
@@ -114,6 +114,8 @@ class UpscaleWidget(Container):
 
         self.generator.changed.connect(self._on_generator)
         self.degradation.changed.connect(lambda v: setattr(self.sigma, "visible", v == "psf"))
+        self.factor.changed.connect(self._bound_sigma)
+        self._bound_sigma(self.factor.value)
         self.quality.changed.connect(self._on_quality)
         self.advanced.changed.connect(self._on_advanced)
         self.mode.changed.connect(lambda _v: self._on_advanced(self.advanced.value))
@@ -452,6 +454,11 @@ class UpscaleWidget(Container):
         self.cancel_button.enabled = True
         self.status.value = f"upscaling {layer.name} x{opts.factor}..."
         return self.job.start()
+
+    def _bound_sigma(self, factor: int | None) -> None:
+        """The psf's sigma goes up to what the engine accepts at this factor."""
+        if factor:
+            self.sigma.max = MAX_SIGMA_PER_FACTOR * int(factor)
 
     def cancel(self) -> None:
         """Stop the running upscale within one optimiser step; the layer list stays as it was."""

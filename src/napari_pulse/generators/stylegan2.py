@@ -15,6 +15,7 @@ its last activation undone.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -39,7 +40,8 @@ MAX_WIDTH = 1024
 
 
 def _bounded_int(name: str, value: object, top: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= top:
+    integral = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    if not integral or not 1 <= value <= top:
         raise ValueError(f"{name} must be an integer from 1 to {top}, got {value!r}")
 
 
@@ -91,7 +93,7 @@ class StyleGAN2Config:
             _bounded_int("a blur_kernel tap", k, 1024)
         for name in ("lr_mlp", "conv_clamp"):
             v = getattr(self, name)
-            real = isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+            real = isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
             if not ((v is None and name == "conv_clamp") or (real and v > 0)):
                 raise ValueError(f"{name} must be a positive number, got {v!r}")
 

@@ -1,0 +1,183 @@
+"""Large jobs in blocks of whole tiles, so that memory is bounded whatever the image size.
+
+A job of more than :data:`BLOCK_UNITS` units (tiles x planes) runs as a sequence of smaller
+jobs: groups of planes, and within a plane blocks of at most :data:`BLOCK_TILES` x
+:data:`BLOCK_TILES` tiles that overlap their neighbours by one tile. A block's tiles are
+exactly the whole image's tiles there (its grid is the image's grid, cut), its random
+starts are those of the same tiles in the whole image (:attr:`Job.ids
+<napari_pulse.job.Job.ids>`), and every pipeline stage runs on it as on a small image, the
+seam refinement included. Each finished block is added to the output with feathered
+weights that cross-fade over the shared tile (as tiles are blended within a block); what a
+block held is then freed. What stays for the whole image is the output and a few numbers per
+tile (its low-res pixels, scores and passes).
+
+Images at most :data:`BLOCK_UNITS` units run as one job, exactly as before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator, Iterator
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+
+from .candidates import Chosen
+from .events import Progress, relay
+from .job import Job, State
+from .tiling import TileGrid, _ramp
+
+#: Units (tiles x planes) above which a job runs in blocks.
+BLOCK_UNITS = 2048
+#: Tiles per block side at most (a block of a plane has at most this squared).
+BLOCK_TILES = 32
+
+
+@dataclass(frozen=True)
+class Block:
+    """Planes ``planes`` and the tile rows ``r0..r1`` and columns ``c0..c1`` (inclusive)
+    of the whole image's grid."""
+
+    planes: slice
+    r0: int
+    r1: int
+    c0: int
+    c1: int
+
+    def window(self, grid: TileGrid) -> tuple[int, int, int, int]:
+        """The block's low-res extent ``(y0, y1, x0, x1)``."""
+        rows, cols, (th, tw) = grid.rows, grid.cols, grid.tile
+        return rows[self.r0], rows[self.r1] + th, cols[self.c0], cols[self.c1] + tw
+
+    def grid(self, grid: TileGrid) -> TileGrid:
+        """The block's own grid: the image's tiles inside its window."""
+        y0, y1, x0, x1 = self.window(grid)
+        return TileGrid((y1 - y0, x1 - x0), grid.tile, grid.overlap, grid.factor)
+
+    def units(self, grid: TileGrid, n_tiles: int) -> torch.Tensor:
+        """The image's unit index of each of the block's units, in the block's order."""
+        cols = len(grid.cols)
+        tiles = [
+            r * cols + c for r in range(self.r0, self.r1 + 1) for c in range(self.c0, self.c1 + 1)
+        ]
+        planes = range(self.planes.start, self.planes.stop)
+        return torch.tensor([p * n_tiles + t for p in planes for t in tiles])
+
+
+def _spans(n: int, size: int) -> list[tuple[int, int]]:
+    """Index ranges ``(a, b)`` (inclusive) of at most ``size`` over ``0..n-1``, each
+    sharing its first index with the last of the one before."""
+    if n <= size:
+        return [(0, n - 1)]
+    out, a = [], 0
+    while a < n - 1:
+        b = min(a + size - 1, n - 1)
+        out.append((a, b))
+        a = b
+    return out
+
+
+def plan(grid: TileGrid, n_planes: int) -> list[Block] | None:
+    """The blocks of a job, or None when it runs whole."""
+    if n_planes * len(grid) <= BLOCK_UNITS:
+        return None
+    rows, cols = _spans(len(grid.rows), BLOCK_TILES), _spans(len(grid.cols), BLOCK_TILES)
+    per_block = max((b - a + 1) * (d - c + 1) for a, b in rows for c, d in cols)
+    group = max(1, BLOCK_UNITS // per_block)
+    return [
+        Block(slice(p, min(n_planes, p + group)), a, b, c, d)
+        for p in range(0, n_planes, group)
+        for a, b in rows
+        for c, d in cols
+    ]
+
+
+def jobs(whole: Job, blocks: list[Block]) -> Iterator[tuple[Block, Job]]:
+    """Each block's job, made when it is reached (a job previews its own tiles)."""
+    for block in blocks:
+        y0, y1, x0, x1 = block.window(whole.grid)
+        target = whole.planes[block.planes, :, y0:y1, x0:x1]
+        ids = block.units(whole.grid, len(whole.grid))
+        grid = block.grid(whole.grid)
+        yield block, Job.make(whole.render, whole.degrade, grid, target, whole.cfg, whole.seed, ids)
+
+
+class Canvas:
+    """The output of a blocked job: blocks added with feathered weights ``(M, C, H, W)``."""
+
+    def __init__(self, whole: Job) -> None:
+        f, (h, w) = whole.grid.factor, whole.planes.shape[-2:]
+        c = whole.planes.shape[1]
+        self.whole, self.f = whole, f
+        self.acc = torch.zeros((whole.n_planes, whole.samples, c, h * f, w * f))
+        self.norm = torch.zeros((h * f, w * f))
+
+    def add(self, block: Block, mosaics: torch.Tensor) -> None:
+        """Add a block's mosaics ``(planes x samples, C, H, W)``, planes major."""
+        y0, y1, x0, x1 = (v * self.f for v in block.window(self.whole.grid))
+        th, tw = (t * self.f for t in self.whole.grid.tile)
+        weight = _ramp(y1 - y0, th)[:, None] * _ramp(x1 - x0, tw)[None, :]
+        n = self.whole.samples
+        part = mosaics.detach().cpu().view(-1, n, *mosaics.shape[1:])
+        self.acc[block.planes, :, :, y0:y1, x0:x1] += weight * part
+        if block.planes.start == 0:
+            self.norm[y0:y1, x0:x1] += weight
+
+    def image(self) -> torch.Tensor:
+        """The blended output ``(planes x samples, C, H, W)`` (blocks not done yet: 0)."""
+        out = self.acc / self.norm.clamp(min=1e-12)
+        return out.flatten(0, 1)
+
+    def preview(self) -> torch.Tensor:
+        """The first sample of every plane so far ``(P, C, H, W)``; where no block was added
+        yet, the input upsampled (bilinear)."""
+        done = self.norm > 0
+        out = self.acc[:, 0] / self.norm.clamp(min=1e-12)
+        smooth = torch.nn.functional.interpolate(
+            self.whole.planes.cpu(), scale_factor=self.f, mode="bilinear"
+        )
+        return torch.where(done, out, smooth)
+
+
+def run(
+    whole: Job,
+    blocks: list[Block],
+    build: Callable[[Job], list],
+    runner: Callable,
+    preview_of: Callable[..., Callable[[], np.ndarray]],
+) -> Generator[Progress, None, State]:
+    """Run the stages ``build(job)`` on every block (``runner(job, stages, preview)``, the
+    pipeline's runner), on one progress ledger; returns the whole image's state for the
+    result: the blended mosaics and, per unit, the chosen samples' scores and the passes."""
+    plans = []
+    for _, job in jobs(whole, blocks):
+        plans.append(sum(stage.plan(job) for stage in build(job)))
+    total, done = sum(plans), 0
+    canvas = Canvas(whole)
+    u = whole.n_units
+    ood = torch.zeros((u, whole.samples))
+    latent_mse = torch.zeros(u)
+    passes = torch.zeros(u, dtype=torch.long)
+    at_eps: dict[str, int] = {}
+    bank = bank_key = None
+    for (block, job), planned in zip(jobs(whole, blocks), plans, strict=True):
+        preview = preview_of(job, canvas, block)
+        state = yield from relay(
+            runner(job, build(job), preview),
+            lambda e, at=done: replace(e, done=at + e.done, total=total),
+        )
+        ids = job.ids
+        ood[ids] = torch.maximum(ood[ids], state.chosen.ood.cpu())
+        latent_mse[ids] = state.chosen.latent_mse.cpu()
+        passes.index_add_(0, ids, state.passes.cpu())
+        for name, count in state.at_eps.items():
+            at_eps[name] = at_eps.get(name, 0) + count
+        bank, bank_key = state.bank, state.bank_key
+        canvas.add(block, state.mosaics)
+        done += planned
+        del state, job
+    empty = torch.zeros(0)
+    chosen = Chosen(empty, [], empty, latent_mse, ood=ood)
+    return State(
+        bank, bank_key, chosen=chosen, mosaics=canvas.image(), passes=passes, at_eps=at_eps
+    )
