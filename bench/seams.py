@@ -6,7 +6,11 @@ output taken as luminance). Prints the mean absolute difference between neighbou
 high-res rows/columns that straddle a tile border (where one tile's footprint ends), and
 between all other neighbouring rows/columns, with and without the mosaic refinement.
 
-    python bench/seams.py [--steps 150] [--restarts 16]
+    python bench/seams.py [--steps 150] [--restarts 16] [--block-tiles 3]
+
+With ``--block-tiles N`` it also runs the image in blocks of N x N tiles (as a large image
+runs, :mod:`napari_pulse.blocks`) and prints the jumps where a block's footprint ends,
+inside its neighbour's (the cross-fade's far edge), against all other rows/columns.
 
 The fit does not matter here, only the borders, so fewer starts than the default keep it quick.
 """
@@ -47,6 +51,7 @@ def jumps(img: np.ndarray, borders: set[int]) -> tuple[float, float, float]:
 def main() -> None:
     p = parser(__doc__, generator="faces-dcgan64", search=True)
     p.set_defaults(steps=150, restarts=16)
+    p.add_argument("--block-tiles", type=int, default=0, help="also run in blocks of N x N tiles")
     args = p.parse_args()
     begin(args)
     opts = options(args, factor=8)
@@ -71,6 +76,33 @@ def main() -> None:
             random_ordinary_rows_and_cols_jump_as_much_in=f"{share:.0%} of draws",
             seconds=seconds,
         )
+    if args.block_tiles:
+        _blocked(low, opts, args.block_tiles)
+
+
+def _blocked(low: np.ndarray, opts, n: int) -> None:
+    """The same image run in blocks of ``n`` x ``n`` tiles: jumps at the blocks' edges."""
+    from napari_pulse import blocks
+
+    blocks.BLOCK_UNITS, blocks.BLOCK_TILES = 1, n
+    seconds, r = timed(napari_pulse.upscale, low, options=opts)
+    tiles = r.params["tiles"]
+    grid = TileGrid.plan(low.shape, tuple(tiles["tile"]), 8, tiles["overlap"])
+    edges = set()
+    for b in blocks.plan(grid, 1):
+        y0, y1, x0, x1 = b.window(grid)
+        edges |= {y0 * 8, y1 * 8, x0 * 8, x1 * 8}
+    edges -= {0, 256}
+    on, off, share = jumps(r.image, edges)
+    report(
+        f"in blocks of {n}x{n} tiles, with mosaic refinement",
+        blocks=r.params["blocks"],
+        lr_psnr_db=r.lr_psnr,
+        mean_jump_at_block_edges=f"{on:.3f}",
+        elsewhere=f"{off:.3f} (uint8 units)",
+        random_ordinary_rows_and_cols_jump_as_much_in=f"{share:.0%} of draws",
+        seconds=seconds,
+    )
 
 
 if __name__ == "__main__":
