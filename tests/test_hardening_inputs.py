@@ -165,7 +165,7 @@ def images(draw):
         return values.astype(dtype)
     top = float(np.finfo(dtype).max)
     scale = {"huge": top / 2, "tiny": float(np.finfo(dtype).tiny)}.get(kind, 1.0)
-    values = (rng.standard_normal(shape) * scale).astype(dtype)
+    values = np.clip(rng.standard_normal(shape) * scale, -top, top).astype(dtype)
     if kind == "constant":
         values = np.full(
             shape, draw(st.floats(-top, top, width=32 if dtype != np.float64 else 64)), dtype
