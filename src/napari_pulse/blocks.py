@@ -11,7 +11,10 @@ weights that cross-fade over the shared tile (as tiles are blended within a bloc
 block held is then freed. What stays for the whole image is the output and a few numbers per
 tile (its low-res pixels, scores and passes).
 
-Images at most :data:`BLOCK_UNITS` units run as one job, exactly as before.
+Images at most :data:`BLOCK_UNITS` units run as one job, exactly as before. In ``params``,
+a tile on a block border counts once per block it was searched in (``passes_per_tile``
+adds its passes; ``tiles_at_eps_after`` counts it in each block); per-tile figures of the
+result (``lr_psnr_tiles``) are measured on the finished output, on the whole image's grid.
 """
 
 from __future__ import annotations
