@@ -64,7 +64,7 @@ def test_a_tile_gets_the_same_starts_in_every_block(small_blocks):
     assert seen > 4
 
 
-def test_a_blocked_upscale_is_a_whole_result(small_blocks):
+def test_a_blocked_upscale_is_a_whole_result(small_blocks, monkeypatch):
     img = np.stack([_image(seed=1), _image(seed=2)])
     made: list[int] = []
     real = Job.make
@@ -75,12 +75,9 @@ def test_a_blocked_upscale_is_a_whole_result(small_blocks):
             made.append(job.n_units)
         return job
 
-    Job.make = spy
+    monkeypatch.setattr(Job, "make", spy)
     events: list = []
-    try:
-        r = napari_pulse.upscale(img, progress=events.append, samples=2, **KW)
-    finally:
-        Job.make = real
+    r = napari_pulse.upscale(img, progress=events.append, samples=2, **KW)
     assert r.image.shape == (2, 192, 192) and r.samples.shape == (2, 2, 192, 192)
     assert r.params["blocks"] == 32 and max(made) <= blocks.BLOCK_UNITS
     assert r.lr_psnr_tiles.shape == (2, 8, 8) and np.isfinite(r.lr_psnr_tiles).all()
@@ -101,3 +98,26 @@ def test_one_block_gives_the_whole_jobs_result(monkeypatch):
     assert one.params["blocks"] == 1
     np.testing.assert_allclose(one.image, whole.image, rtol=0, atol=1e-6)
     assert one.params["passes_per_tile"] == whole.params["passes_per_tile"]
+
+
+def test_the_first_event_of_a_large_blocked_job_has_the_runs_total(small_blocks, monkeypatch):
+    from napari_pulse import estimate
+
+    monkeypatch.setattr(estimate, "LARGE_UNITS", 4)
+    events: list = []
+    napari_pulse.upscale(_image(), progress=events.append, **KW)
+    assert events[0].stage == "plan" and events[0].note.startswith("large job")
+    assert {e.total for e in events} == {events[0].total}
+
+
+def test_the_preview_shows_planes_not_reached_yet_as_the_smooth_input(small_blocks):
+    img = np.stack([_image(seed=5), _image(seed=6)])  # one plane per group of blocks
+    views: list[np.ndarray] = []
+
+    def grab(event):
+        if event.preview is not None and event.done > 0.6 * event.total and not views:
+            views.append(event.preview())
+
+    napari_pulse.upscale(img, progress=grab, **KW)
+    second = views[0][1]  # the second plane, part of it not reached yet
+    assert (second == 0).mean() < 0.05  # not black where no block is done

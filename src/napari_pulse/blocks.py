@@ -95,14 +95,20 @@ def plan(grid: TileGrid, n_planes: int) -> list[Block] | None:
     ]
 
 
-def jobs(whole: Job, blocks: list[Block]) -> Iterator[tuple[Block, Job]]:
-    """Each block's job, made when it is reached (a job previews its own tiles)."""
+def jobs(whole: Job, blocks: list[Block], live: bool = True) -> Iterator[tuple[Block, Job]]:
+    """Each block's job, made when it is reached (``live``: with its tiles' previews)."""
     for block in blocks:
         y0, y1, x0, x1 = block.window(whole.grid)
         target = whole.planes[block.planes, :, y0:y1, x0:x1]
         ids = block.units(whole.grid, len(whole.grid))
         grid = block.grid(whole.grid)
-        yield block, Job.make(whole.render, whole.degrade, grid, target, whole.cfg, whole.seed, ids)
+        job = Job.make(whole.render, whole.degrade, grid, target, whole.cfg, whole.seed, ids, live)
+        yield block, job
+
+
+def plans(whole: Job, blocks: list[Block], build: Callable[[Job], list]) -> list[int]:
+    """Each block's share of the progress total (its stages' plans)."""
+    return [sum(s.plan(job) for s in build(job)) for _, job in jobs(whole, blocks, live=False)]
 
 
 class Canvas:
@@ -114,32 +120,46 @@ class Canvas:
         self.whole, self.f = whole, f
         self.acc = torch.zeros((whole.n_planes, whole.samples, c, h * f, w * f))
         self.norm = torch.zeros((h * f, w * f))
+        self._shown: torch.Tensor | None = None  # the preview's image, painted block by block
+        self._unshown: list[Block] = []
+
+    def window(self, block: Block) -> tuple[int, int, int, int]:
+        """The block's high-res extent ``(y0, y1, x0, x1)``."""
+        return tuple(v * self.f for v in block.window(self.whole.grid))  # type: ignore[return-value]
 
     def add(self, block: Block, mosaics: torch.Tensor) -> None:
         """Add a block's mosaics ``(planes x samples, C, H, W)``, planes major."""
-        y0, y1, x0, x1 = (v * self.f for v in block.window(self.whole.grid))
+        y0, y1, x0, x1 = self.window(block)
         th, tw = (t * self.f for t in self.whole.grid.tile)
         weight = _ramp(y1 - y0, th)[:, None] * _ramp(x1 - x0, tw)[None, :]
         n = self.whole.samples
         part = mosaics.detach().cpu().view(-1, n, *mosaics.shape[1:])
         self.acc[block.planes, :, :, y0:y1, x0:x1] += weight * part
-        if block.planes.start == 0:
+        if block.planes.start == 0:  # every plane group has the same windows
             self.norm[y0:y1, x0:x1] += weight
+        self._unshown.append(block)
 
     def image(self) -> torch.Tensor:
-        """The blended output ``(planes x samples, C, H, W)`` (blocks not done yet: 0)."""
-        out = self.acc / self.norm.clamp(min=1e-12)
-        return out.flatten(0, 1)
+        """The blended output ``(planes x samples, C, H, W)``, once every block was added
+        (divided in place: the canvas is spent)."""
+        return self.acc.div_(self.norm.clamp(min=1e-12)).flatten(0, 1)
 
     def preview(self) -> torch.Tensor:
-        """The first sample of every plane so far ``(P, C, H, W)``; where no block was added
-        yet, the input upsampled (bilinear)."""
-        done = self.norm > 0
-        out = self.acc[:, 0] / self.norm.clamp(min=1e-12)
-        smooth = torch.nn.functional.interpolate(
-            self.whole.planes.cpu(), scale_factor=self.f, mode="bilinear"
-        )
-        return torch.where(done, out, smooth)
+        """The first sample of every plane so far ``(P, C, H, W)``: the input upsampled
+        (bilinear), with every block added so far painted in. One buffer, updated only
+        where blocks were added since the last call."""
+        if self._shown is None:
+            planes = self.whole.planes.cpu()
+            self._shown = torch.nn.functional.interpolate(
+                planes, scale_factor=self.f, mode="bilinear"
+            )
+        for block in self._unshown:
+            # Neighbours added later change a window's shared edges: paint with what is known.
+            y0, y1, x0, x1 = self.window(block)
+            acc = self.acc[block.planes, 0, :, y0:y1, x0:x1]
+            self._shown[block.planes, :, y0:y1, x0:x1] = acc / self.norm[y0:y1, x0:x1]
+        self._unshown = []
+        return self._shown
 
 
 def run(
@@ -148,14 +168,14 @@ def run(
     build: Callable[[Job], list],
     runner: Callable,
     preview_of: Callable[..., Callable[[], np.ndarray]],
+    planned: list[int] | None = None,
 ) -> Generator[Progress, None, State]:
     """Run the stages ``build(job)`` on every block (``runner(job, stages, preview)``, the
-    pipeline's runner), on one progress ledger; returns the whole image's state for the
-    result: the blended mosaics and, per unit, the chosen samples' scores and the passes."""
-    plans = []
-    for _, job in jobs(whole, blocks):
-        plans.append(sum(stage.plan(job) for stage in build(job)))
-    total, done = sum(plans), 0
+    pipeline's runner), on one progress ledger (``planned``: the blocks' shares, from
+    :func:`plans`); returns the whole image's state for the result: the blended mosaics
+    and, per unit, the chosen samples' scores and the passes."""
+    planned = planned if planned is not None else plans(whole, blocks, build)
+    total, done = sum(planned), 0
     canvas = Canvas(whole)
     u = whole.n_units
     ood = torch.zeros((u, whole.samples))
@@ -163,7 +183,7 @@ def run(
     passes = torch.zeros(u, dtype=torch.long)
     at_eps: dict[str, int] = {}
     bank = bank_key = None
-    for (block, job), planned in zip(jobs(whole, blocks), plans, strict=True):
+    for (block, job), share in zip(jobs(whole, blocks), planned, strict=True):
         preview = preview_of(job, canvas, block)
         state = yield from relay(
             runner(job, build(job), preview),
@@ -177,8 +197,8 @@ def run(
             at_eps[name] = at_eps.get(name, 0) + count
         bank, bank_key = state.bank, state.bank_key
         canvas.add(block, state.mosaics)
-        done += planned
-        del state, job
+        done += share
+        del state, job, preview
     empty = torch.zeros(0)
     chosen = Chosen(empty, [], empty, latent_mse, ood=ood)
     return State(

@@ -127,7 +127,8 @@ def run(
 
 def prepare(arr: np.ndarray, rgb: bool, setup: Setup, live: bool = True) -> tuple[Frame, Job]:
     """The user's array as the pipeline sees it (planes in [0, 1]), and the job on its
-    tiles (``live``: with the tiles' preview images)."""
+    tiles (``live``: with the tiles' preview images; never for a job that runs in blocks,
+    :mod:`napari_pulse.blocks`, whose blocks preview their own)."""
     gen, factor = setup.generator, setup.factor
     layout = Layout.of(arr, rgb, gen)
     mode = gen.card.normalization if setup.normalization == "auto" else setup.normalization
@@ -153,15 +154,17 @@ def stream(arr: np.ndarray, rgb: bool, setup: Setup) -> Generator[Progress | Fin
     used = [s.starts.path for s in stages if isinstance(getattr(s, "starts", None), EncoderStarts)]
     size = estimate(job, stages, units_at_once=blocks.BLOCK_UNITS if parts else None)
     preview = _preview(frame, job) if parts is None else None
+    planned = None if parts is None else blocks.plans(job, parts, lambda b: build(setup, b))
     if size.large:
         log.warning(size.describe())
-        total = sum(stage.plan(job) for stage in stages)
+        total = sum(stage.plan(job) for stage in stages) if planned is None else sum(planned)
         yield Progress("plan", 0, total, 1, 1, float("inf"), preview=preview, note=size.describe())
     if parts is None:
         state = yield from run(job, stages, preview)
     else:
+        build_block = partial(build, setup)
         state = yield from blocks.run(
-            job, parts, lambda b: build(setup, b), run, partial(_preview, frame)
+            job, parts, build_block, run, partial(_preview, frame), planned
         )
     result = assemble(frame, job, state, setup, rgb)
     result.params["encoder"] = used[0].name if used else None
@@ -180,8 +183,8 @@ def _preview(
         image = Mosaic(job.grid, tiles).image().cpu()
         if canvas is None or block is None:
             return frame.to_user(image.numpy()[:, None])[0]
-        whole = canvas.preview()
-        y0, y1, x0, x1 = (v * job.grid.factor for v in block.window(canvas.whole.grid))
+        whole = canvas.preview()  # painted in place: the block's own tiles go on top
+        y0, y1, x0, x1 = canvas.window(block)
         whole[block.planes, :, y0:y1, x0:x1] = image
         return frame.to_user(whole.numpy()[:, None])[0]
 
