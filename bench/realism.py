@@ -3,10 +3,14 @@
 A small CNN learns to tell real crops of held-out images (drawn exactly as training drew
 its crops, with the rule recorded in the model card) from generated images; its accuracy on
 a test half is the figure (50% means the two cannot be told apart; 100% means every image
-gives itself away). Run::
+gives itself away). Beside it, the nuclear morphology of both sets
+(:mod:`morphology`: one Otsu threshold from the real crops, connected components; area,
+eccentricity, solidity, mean and max intensity, texture, objects per crop), one line per
+feature with its Kolmogorov-Smirnov and Wasserstein distances, and (``--histograms``) the
+distributions side by side in a PNG. Run::
 
     python bench/realism.py train-runs/nuclei.safetensors ../shared/data/nuclei \
-        --grid docs/nuclei_samples.png
+        --grid docs/nuclei_samples.png --histograms docs/nuclei_morphology.png
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+import morphology
 from harness import begin, parser, report, timed
 from napari_pulse.generators.native import load_native_net
 from napari_pulse.training.data import CropRule, CropSampler, list_images
@@ -94,6 +99,7 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--grid", type=Path, help="write real (left) beside generated (right) here")
+    p.add_argument("--histograms", type=Path, help="write the morphology histograms here")
     args = p.parse_args()
     begin(args)
     from napari_pulse.generators.native import read_card
@@ -117,6 +123,7 @@ def main() -> None:
     report("mean intensity", real=f"{real.mean():.3f}", generated=f"{fake.mean():.3f}")
     report("std intensity", real=f"{real.std():.3f}", generated=f"{fake.std():.3f}")
     report("time", seconds=seconds)
+    shape(real, fake, args.histograms)
     if args.grid:
         rows, cols = 6, 6
         tiles = []
@@ -125,6 +132,29 @@ def main() -> None:
             tiles += [fake[r * cols + c] for c in range(cols)]
         save_grid(torch.stack(tiles), args.grid, cols=2 * cols)
         print(f"grid: {args.grid} (left 6 columns real held-out crops, right 6 generated)")
+
+
+def shape(real: torch.Tensor, fake: torch.Tensor, histograms: Path | None) -> None:
+    """The morphology lines (first channel, images in [0, 1])."""
+    r = ((real[:, 0] + 1) / 2).clamp(0, 1).numpy()
+    f = ((fake[:, 0] + 1) / 2).clamp(0, 1).numpy()
+    level = morphology.threshold(r)
+    a, b = morphology.objects(r, level), morphology.objects(f, level)
+    print(
+        f"morphology: Otsu threshold {level:.3f} (from the real crops), components >= "
+        f"{morphology.MIN_AREA} px; {len(a['area'])} real objects, {len(b['area'])} generated"
+    )
+    for d in morphology.compare(a, b):
+        report(
+            f"  {d.feature}",
+            ks=f"{d.ks:.3f}",
+            wasserstein_in_real_sd=f"{d.wasserstein:.3f}",
+            median_real=f"{d.real_median:.4g}",
+            median_generated=f"{d.generated_median:.4g}",
+        )
+    if histograms:
+        morphology.histograms(a, b, histograms)
+        print(f"histograms: {histograms} (real grey, generated orange)")
 
 
 if __name__ == "__main__":
