@@ -114,8 +114,6 @@ class UpscaleWidget(Container):
 
         self.generator.changed.connect(self._on_generator)
         self.degradation.changed.connect(lambda v: setattr(self.sigma, "visible", v == "psf"))
-        self.factor.changed.connect(self._bound_sigma)
-        self._bound_sigma(self.factor.value)
         self.quality.changed.connect(self._on_quality)
         self.advanced.changed.connect(self._on_advanced)
         self.mode.changed.connect(lambda _v: self._on_advanced(self.advanced.value))
@@ -153,6 +151,7 @@ class UpscaleWidget(Container):
         self.sigma = FloatSpinBox(
             label="PSF sigma", value=1.0, min=0.1, max=50.0, step=0.1, visible=False
         )
+        self.factor.changed.connect(self._bound_sigma)
         self.quality = ComboBox(label="quality", choices=list(PRESETS), value="balanced")
         self.advanced = CheckBox(text="advanced settings", value=False)
         steps, restarts = PRESETS["balanced"]
