@@ -128,6 +128,9 @@ def test_a_generator_on_another_device_is_copied_never_moved():
     assert there is not gen and next(there.parameters()).device.type == "meta"
     assert next(gen.parameters()).device.type == "cpu"
     assert on_device(gen, torch.device("meta")) is there  # one copy per device
+    cached = torch.nn.Linear(3, 2)  # any module, such as a cached encoder
+    moved = on_device(cached, torch.device("meta"))
+    assert moved is not cached and cached.weight.device.type == "cpu"
 
 
 # -- property test ------------------------------------------------------------------------

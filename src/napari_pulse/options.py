@@ -13,7 +13,7 @@ import copy
 import os
 import weakref
 from dataclasses import asdict, dataclass, replace
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -73,12 +73,14 @@ def pick_device(device: str | torch.device = "auto") -> torch.device:
 
 
 _placed: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+M = TypeVar("M", bound=torch.nn.Module)
 
 
-def on_device(gen: DomainGenerator, device: torch.device) -> DomainGenerator:
-    """``gen`` where all its tensors are on ``device``; otherwise its copy there (made once
-    per generator and device). The generator given (the registry's, or the caller's) is
-    never moved, so no call depends on what an earlier one did with it."""
+def on_device(gen: M, device: torch.device) -> M:
+    """``gen`` (a generator, or any module such as a cached encoder) where all its tensors
+    are on ``device``; otherwise its copy there (made once per module and device). The
+    module given (the registry's, the caller's, a cache's) is never moved, so no call
+    depends on what an earlier one did with it."""
     tensors = [*gen.parameters(), *gen.buffers()]
     if all(_same(t.device, device) for t in tensors):
         return gen

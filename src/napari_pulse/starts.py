@@ -15,6 +15,7 @@ import torch
 from . import bank, guide
 from .job import ENCODER, GUIDED
 from .optim import project_to_sphere
+from .options import on_device
 
 if TYPE_CHECKING:
     from .job import Job, State
@@ -77,7 +78,7 @@ class EncoderStarts:
         return self._near(job, units, k, other.cpu()), noise
 
     def _near(self, job: Job, units: torch.Tensor, k: int, other: torch.Tensor) -> torch.Tensor:
-        enc = self.encoder.to(job.device)
+        enc = on_device(self.encoder, job.device)  # the cached encoder itself never moves
         with torch.no_grad():
             guess = torch.cat([enc(t) for t in job.lr_tiles[units].split(256)]).cpu()
         guess = torch.nn.functional.normalize(guess, dim=-1)
