@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from dataclasses import fields
 from typing import Any
 
-from tqdm import tqdm
-
+from .cli_progress import with_bar
 from .degrade import DEGRADATIONS
-from .training.encoder import EncoderConfig, EncoderProgress
+from .training.encoder import EncoderConfig
 
 HELP = (
     "Train an encoder that guesses, from a low-res tile, the generator latent behind it, so "
@@ -67,25 +65,17 @@ def run_train_encoder(args: argparse.Namespace) -> int:
         raise ValueError(f"--out must end in .safetensors, got {cfg.out}")
     if cfg.factor < 2:
         raise ValueError(f"--factor must be at least 2, got {cfg.factor}")
-    bar = tqdm(total=cfg.steps, unit="step", disable=args.quiet, mininterval=2, file=sys.stderr)
-
-    def show(event: EncoderProgress) -> None:
-        if args.quiet:
-            if event.step % cfg.checkpoint_every == 0:
-                print(
-                    f"{event.phase} step {event.step}/{event.steps} loss {event.loss:.4f} "
-                    f"lr_psnr {event.lr_psnr:.1f} dB, {event.seconds:.0f} s",
-                    flush=True,
-                )
-            return
-        bar.n = event.step
-        bar.set_description_str(event.phase, refresh=False)
-        bar.set_postfix(loss=f"{event.loss:.4f}", lr_psnr=f"{event.lr_psnr:.1f}", refresh=False)
-        bar.refresh()
-
-    try:
-        out = train_encoder(cfg, show)
-    finally:
-        bar.close()
+    out = with_bar(
+        lambda show: train_encoder(cfg, show),
+        cfg.steps,
+        args.quiet,
+        cfg.checkpoint_every,
+        lambda e: (
+            f"{e.phase} step {e.step}/{e.steps} loss {e.loss:.4f} "
+            f"lr_psnr {e.lr_psnr:.1f} dB, {e.seconds:.0f} s"
+        ),
+        lambda e: {"loss": f"{e.loss:.4f}", "lr_psnr": f"{e.lr_psnr:.1f}"},
+        phase=lambda e: e.phase,
+    )
     print(f"wrote {out}")
     return 0

@@ -6,9 +6,8 @@ import argparse
 from dataclasses import fields
 from typing import Any
 
-from tqdm import tqdm
-
-from .training.loop import TrainConfig, TrainProgress
+from .cli_progress import with_bar
+from .training.loop import TrainConfig
 
 TRAIN_HELP = (
     "Train a StyleGAN2 generator on random crops (native pixel size) of the TIFF/PNG images "
@@ -85,29 +84,21 @@ def run_train(args: argparse.Namespace) -> int:
     cfg = TrainConfig(**values)
     if not cfg.out.endswith(".safetensors"):
         raise ValueError(f"--out must end in .safetensors, got {cfg.out}")
-    bar = tqdm(total=cfg.steps, unit="step", disable=args.quiet, mininterval=5)
-
-    def show(event: TrainProgress) -> None:
-        if args.quiet:
-            if event.step % args.checkpoint_every == 0:
-                print(
-                    f"step {event.step}/{event.steps} d={event.d_loss:.3f} g={event.g_loss:.3f} "
-                    f"r1={event.r1:.4f} {event.images_per_s:.1f} img/s",
-                    flush=True,
-                )
-            return
-        bar.n = event.step
-        bar.set_postfix(
-            d=f"{event.d_loss:.3f}",
-            g=f"{event.g_loss:.3f}",
-            img_s=f"{event.images_per_s:.1f}",
-            refresh=False,
-        )
-        bar.refresh()
-
-    try:
-        out = train(cfg, show)
-    finally:
-        bar.close()
+    out = with_bar(
+        lambda show: train(cfg, show),
+        cfg.steps,
+        args.quiet,
+        args.checkpoint_every,
+        lambda e: (
+            f"step {e.step}/{e.steps} d={e.d_loss:.3f} g={e.g_loss:.3f} "
+            f"r1={e.r1:.4f} {e.images_per_s:.1f} img/s"
+        ),
+        lambda e: {
+            "d": f"{e.d_loss:.3f}",
+            "g": f"{e.g_loss:.3f}",
+            "img_s": f"{e.images_per_s:.1f}",
+        },
+        mininterval=5,
+    )
     print(f"wrote {out}")
     return 0
