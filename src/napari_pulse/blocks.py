@@ -80,13 +80,19 @@ def _spans(n: int, size: int) -> list[tuple[int, int]]:
     return out
 
 
-def plan(grid: TileGrid, n_planes: int) -> list[Block] | None:
-    """The blocks of a job, or None when it runs whole."""
-    if n_planes * len(grid) <= BLOCK_UNITS:
+def plan(
+    grid: TileGrid, n_planes: int, units: int | None = None, side: int | None = None
+) -> list[Block] | None:
+    """The blocks of a job, or None when it runs whole (``units`` and ``side``: at most
+    that many units per block and tiles per block side; :data:`BLOCK_UNITS` and
+    :data:`BLOCK_TILES` unless given)."""
+    units = BLOCK_UNITS if units is None else units
+    side = BLOCK_TILES if side is None else side
+    if n_planes * len(grid) <= units:
         return None
-    rows, cols = _spans(len(grid.rows), BLOCK_TILES), _spans(len(grid.cols), BLOCK_TILES)
+    rows, cols = _spans(len(grid.rows), side), _spans(len(grid.cols), side)
     per_block = max((b - a + 1) * (d - c + 1) for a, b in rows for c, d in cols)
-    group = max(1, BLOCK_UNITS // per_block)
+    group = max(1, units // per_block)
     return [
         Block(slice(p, min(n_planes, p + group)), a, b, c, d)
         for p in range(0, n_planes, group)
@@ -162,6 +168,70 @@ class Canvas:
         return self._shown
 
 
+@dataclass
+class Outcome:
+    """What one block's search leaves for the whole image: its mosaics (planes x samples,
+    C, H, W) and, per unit of the block, the chosen samples' scores and the passes."""
+
+    mosaics: torch.Tensor
+    ood: torch.Tensor
+    latent_mse: torch.Tensor
+    passes: torch.Tensor
+    at_eps: dict[str, int]
+    bank: torch.Tensor | None = None
+    bank_key: object = None
+
+    @classmethod
+    def of(cls, state: State) -> Outcome:
+        """A finished block's state, on the CPU."""
+        chosen = state.chosen
+        return cls(
+            state.mosaics.detach().cpu(),
+            chosen.ood.cpu(),
+            chosen.latent_mse.cpu(),
+            state.passes.cpu(),
+            dict(state.at_eps),
+            None if state.bank is None else state.bank.cpu(),
+            state.bank_key,
+        )
+
+
+class Gather:
+    """The whole image's state, made from its blocks' outcomes added in plan order."""
+
+    def __init__(self, whole: Job) -> None:
+        u = whole.n_units
+        self.canvas = Canvas(whole)
+        self.ood = torch.zeros((u, whole.samples))
+        self.latent_mse = torch.zeros(u)
+        self.passes = torch.zeros(u, dtype=torch.long)
+        self.at_eps: dict[str, int] = {}
+        self.bank = self.bank_key = None
+
+    def add(self, block: Block, ids: torch.Tensor, out: Outcome) -> None:
+        """Add the outcome of ``block`` (whose units are ``ids`` in the whole image)."""
+        self.ood[ids] = torch.maximum(self.ood[ids], out.ood)
+        self.latent_mse[ids] = out.latent_mse
+        self.passes.index_add_(0, ids, out.passes)
+        for name, count in out.at_eps.items():
+            self.at_eps[name] = self.at_eps.get(name, 0) + count
+        self.bank, self.bank_key = out.bank, out.bank_key
+        self.canvas.add(block, out.mosaics)
+
+    def state(self) -> State:
+        """The whole image's state for the result (spends the canvas)."""
+        empty = torch.zeros(0)
+        chosen = Chosen(empty, [], empty, self.latent_mse, ood=self.ood)
+        return State(
+            self.bank,
+            self.bank_key,
+            chosen=chosen,
+            mosaics=self.canvas.image(),
+            passes=self.passes,
+            at_eps=self.at_eps,
+        )
+
+
 def run(
     whole: Job,
     blocks: list[Block],
@@ -176,31 +246,14 @@ def run(
     and, per unit, the chosen samples' scores and the passes."""
     planned = planned if planned is not None else plans(whole, blocks, build)
     total, done = sum(planned), 0
-    canvas = Canvas(whole)
-    u = whole.n_units
-    ood = torch.zeros((u, whole.samples))
-    latent_mse = torch.zeros(u)
-    passes = torch.zeros(u, dtype=torch.long)
-    at_eps: dict[str, int] = {}
-    bank = bank_key = None
+    gather = Gather(whole)
     for (block, job), share in zip(jobs(whole, blocks), planned, strict=True):
-        preview = preview_of(job, canvas, block)
+        preview = preview_of(job, gather.canvas, block)
         state = yield from relay(
             runner(job, build(job), preview),
             lambda e, at=done: replace(e, done=at + e.done, total=total),
         )
-        ids = job.ids
-        ood[ids] = torch.maximum(ood[ids], state.chosen.ood.cpu())
-        latent_mse[ids] = state.chosen.latent_mse.cpu()
-        passes.index_add_(0, ids, state.passes.cpu())
-        for name, count in state.at_eps.items():
-            at_eps[name] = at_eps.get(name, 0) + count
-        bank, bank_key = state.bank, state.bank_key
-        canvas.add(block, state.mosaics)
+        gather.add(block, job.ids, Outcome.of(state))
         done += share
         del state, job, preview
-    empty = torch.zeros(0)
-    chosen = Chosen(empty, [], empty, latent_mse, ood=ood)
-    return State(
-        bank, bank_key, chosen=chosen, mosaics=canvas.image(), passes=passes, at_eps=at_eps
-    )
+    return gather.state()

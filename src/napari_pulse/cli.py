@@ -16,28 +16,23 @@ from tqdm import tqdm
 from . import __version__, guide
 from .api import upscale
 from .bank import atypical_warning
+from .cli_batch import add_batch
 from .cli_encoder import add_train_encoder
 from .cli_evaluate import add_evaluate
-from .cli_options import DFLT, add_search_arguments, options_from_args
+from .cli_options import add_upscale_arguments, options_from_args
 from .cli_train import add_train
 from .events import Progress
-from .generators import available, default_for
+from .generators import available
 from .generators.files import FORMATS_HELP
-from .imageio import TIFF_SUFFIXES, read_image, write_tiff_atomic
-from .intensity import NORMALIZATIONS
+from .imageio import TIFF_SUFFIXES, read_image
 from .intermediate import ood_warning
-from .result import Result
+from .writing import CAVEAT, tiff_outputs, write_tiffs
 
 #: Bank sizes that ``--quick`` and ``--guide`` use when ``--bank`` is not given.
 QUICK_BANK = guide.QUICK_BANK
 GUIDE_BANK = guide.RECOMMENDED_BANK
 
 PROG = "napari-pulse"
-CAVEAT = (
-    "The output is plausible detail that the generator invents consistently with the "
-    "input (it downscales back to the input); it is not ground truth and must not be "
-    "used for measurement or diagnosis."
-)
 DESCRIPTION = "Upscale images by PULSE-style latent search in a pretrained generator. " + CAVEAT
 UPSCALE_HELP = (
     "Upscale IN by --factor and write OUT as a TIFF whose ImageDescription holds the "
@@ -72,22 +67,7 @@ def _add_upscale(sub: Any) -> None:
         help="output .tif/.tiff; never the input file; with --samples N > 1 also "
         "OUT_samples.tif and OUT_std.tif (per-pixel spread: where detail was invented)",
     )
-    p.add_argument(
-        "--generator",
-        metavar="NAME",
-        default=None,
-        help=f"generator to search in, a name or a weights file (default: {default_for(1)} for "
-        f"grayscale, {default_for(3)} for RGB); see '{PROG} generators'",
-    )
-    p.add_argument("--factor", type=int, default=4, help="upscaling factor, an integer >= 2" + DFLT)
-    add_search_arguments(p)
-    p.add_argument(
-        "--normalization",
-        choices=NORMALIZATIONS,
-        default="auto",
-        help="how intensities map to the generator's range (auto: the "
-        "generator's own choice; the default)",
-    )
+    add_upscale_arguments(p)
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     p.add_argument(
         "--quiet",
@@ -115,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_train(sub)
     add_train_encoder(sub)
     add_evaluate(sub)
+    add_batch(sub)
     return parser
 
 
@@ -149,13 +130,6 @@ def _run_generators(args: argparse.Namespace) -> int:
     return 0
 
 
-def _outputs(out: Path, samples: int) -> list[Path]:
-    """OUT, then (with several samples) its ``_samples`` and ``_std`` companions."""
-    if samples <= 1:
-        return [out]
-    return [out] + [out.with_name(f"{out.stem}_{kind}{out.suffix}") for kind in ("samples", "std")]
-
-
 def _same_file(a: Path, b: Path) -> bool:
     if a.resolve() == b.resolve():
         return True
@@ -168,7 +142,7 @@ def _check_paths(args: argparse.Namespace) -> list[Path]:
         raise UsageError(f"OUT must end in .tif or .tiff (results are TIFF), got {name!r}")
     if not args.input.exists():
         raise FileNotFoundError(f"input file not found: {args.input}")
-    outs = _outputs(args.output, args.samples)
+    outs = tiff_outputs(args.output, args.samples)
     for out in outs:
         if _same_file(out, args.input):
             raise UsageError(f"refusing to write {out}: it is the input file")
@@ -199,21 +173,6 @@ def _progress_bar(quiet: bool) -> tuple[tqdm, Callable[[Progress], None]]:
     return bar, update
 
 
-def _metadata(result: Result, source: Path, content: str) -> dict[str, Any]:
-    return {
-        **result.params,
-        "lr_psnr": result.lr_psnr,
-        "lr_mse": result.lr_mse,
-        "success": bool(result.success),
-        "sample_lr_psnr": list(result.sample_lr_psnr),
-        "ood_score": result.ood_score,
-        "atypicality": result.atypicality,
-        "input": str(source.resolve()),
-        "content": content,
-        "note": CAVEAT,
-    }
-
-
 def _run_upscale(args: argparse.Namespace) -> int:
     options = options_from_args(args)
     outs = _check_paths(args)
@@ -222,7 +181,7 @@ def _run_upscale(args: argparse.Namespace) -> int:
     bar, update = _progress_bar(args.quiet)
     with bar:
         result = upscale(image, options=options, progress=update)
-    _write(result, args.input, outs)
+    write_tiffs(result, args.input, outs)
     elapsed = time.perf_counter() - start
     if not args.quiet:
         print(
@@ -252,14 +211,6 @@ def no_encoder_hint(params: dict[str, Any]) -> str:
         f"'{PROG} train-encoder IMAGES_DIR --generator {params['generator']} --factor "
         f"{params['factor']}' makes one and later upscales much faster"
     )
-
-
-def _write(result: Result, source: Path, outs: list[Path]) -> None:
-    """Companions first, OUT last: OUT existing means the whole set was written."""
-    if len(outs) == 3:
-        write_tiff_atomic(outs[1], result.samples, _metadata(result, source, "samples"))
-        write_tiff_atomic(outs[2], result.std, _metadata(result, source, "std"))
-    write_tiff_atomic(outs[0], result.image, _metadata(result, source, "image"))
 
 
 if __name__ == "__main__":

@@ -10,6 +10,8 @@ import torch
 
 from . import guide
 from .degrade import DEGRADATIONS
+from .generators import default_for
+from .intensity import NORMALIZATIONS
 from .intermediate import MODES, IntermediateConfig
 from .options import Options, starts_config
 from .search import SearchConfig
@@ -140,6 +142,27 @@ def _add_start_arguments(p: argparse.ArgumentParser) -> None:
         help="guided starts: a small network fitted once on the warm-start bank (--bank, "
         f"{guide.RECOMMENDED_BANK} when not given) guesses each tile's latent, and the search "
         "starts from that guess and from ever more random directions around it",
+    )
+
+
+def add_upscale_arguments(p: argparse.ArgumentParser) -> None:
+    """The arguments of ``upscale`` and ``batch``: the generator, the factor, the search
+    (:func:`add_search_arguments`) and the normalization."""
+    p.add_argument(
+        "--generator",
+        metavar="NAME",
+        default=None,
+        help=f"generator to search in, a name or a weights file (default: {default_for(1)} for "
+        f"grayscale, {default_for(3)} for RGB); see 'napari-pulse generators'",
+    )
+    p.add_argument("--factor", type=int, default=4, help="upscaling factor, an integer >= 2" + DFLT)
+    add_search_arguments(p)
+    p.add_argument(
+        "--normalization",
+        choices=NORMALIZATIONS,
+        default="auto",
+        help="how intensities map to the generator's range (auto: the "
+        "generator's own choice; the default)",
     )
 
 

@@ -73,3 +73,27 @@ def ticks_as_progress(
     ``at`` steps of the stage's ``plan`` were done before this loop, which is ``batch`` of
     ``batches``."""
     return lambda tick: Progress(stage, at + tick.steps, plan, batch, batches, tick.worst)
+
+
+@dataclass(frozen=True)
+class BatchProgress:
+    """A batch's progress (:mod:`napari_pulse.batch`), after every finished task.
+
+    ``done``/``total`` count tasks (an input is one task, or one per block and one to
+    finish it; ``total`` grows when an input turns out to run in blocks); ``planes`` is the
+    planes finished so far, ``seconds`` the time since the batch started. ``input`` and
+    ``status`` (``done``, ``skipped`` or ``failed``, with ``message``) name an input that
+    just ended; None for a block's task.
+    """
+
+    done: int
+    total: int
+    planes: int
+    seconds: float
+    input: str | None = None
+    status: str | None = None
+    message: str = ""
+
+    @property
+    def planes_per_minute(self) -> float:
+        return 60.0 * self.planes / self.seconds if self.seconds > 0 else 0.0

@@ -54,7 +54,7 @@ from .layout import Layout
 from .options import Setup
 from .refine import RefineConfig, RefineSearch
 from .render import Renderer
-from .result import Frame, assemble
+from .result import Frame, Result, assemble
 from .search import LatentSearch
 from .starts import BlindStarts, EncoderStarts, GuidedStarts, NearestStarts
 from .tiling import Mosaic, TileGrid
@@ -151,7 +151,6 @@ def stream(arr: np.ndarray, rgb: bool, setup: Setup) -> Generator[Progress | Fin
     frame, job = prepare(arr, rgb, setup)
     parts = blocks.plan(job.grid, job.n_planes)
     stages = build(setup, job)
-    used = [s.starts.path for s in stages if isinstance(getattr(s, "starts", None), EncoderStarts)]
     size = estimate(job, stages, units_at_once=blocks.BLOCK_UNITS if parts else None)
     preview = _preview(frame, job) if parts is None else None
     planned = None if parts is None else blocks.plans(job, parts, lambda b: build(setup, b))
@@ -166,10 +165,36 @@ def stream(arr: np.ndarray, rgb: bool, setup: Setup) -> Generator[Progress | Fin
         state = yield from blocks.run(
             job, parts, build_block, run, partial(_preview, frame), planned
         )
+    yield Finished(finish(frame, job, state, setup, rgb, stages, parts))
+
+
+def finish(
+    frame: Frame,
+    job: Job,
+    state: State,
+    setup: Setup,
+    rgb: bool,
+    stages: list[Stage],
+    parts: list[blocks.Block] | None,
+) -> Result:
+    """The result of a finished job (run whole by ``stages``, or in ``parts``)."""
+    used = [s.starts.path for s in stages if isinstance(getattr(s, "starts", None), EncoderStarts)]
     result = assemble(frame, job, state, setup, rgb)
     result.params["encoder"] = used[0].name if used else None
     result.params["blocks"] = len(parts) if parts else 1
-    yield Finished(result)
+    return result
+
+
+def search_block(setup: Setup, whole: Job, block: blocks.Block) -> blocks.Outcome:
+    """One block of a job run in blocks, on its own (as :func:`stream` runs it, without
+    progress): what it adds to the whole image (:class:`~napari_pulse.blocks.Gather`)."""
+    ((_, job),) = blocks.jobs(whole, [block])
+    work = run(job, build(setup, job))
+    while True:
+        try:
+            next(work)
+        except StopIteration as done:
+            return blocks.Outcome.of(done.value)
 
 
 def _preview(

@@ -1,0 +1,226 @@
+"""Running a batch: which inputs need work, the tasks on the cluster, the report."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from .. import blocks
+from ..events import BatchProgress
+from ..generators import DomainGenerator, load
+from ..options import Options
+from ..writing import read_metadata
+from . import work
+from .cluster import Cluster, connect, wrap
+from .inputs import Item, expand, plan_items
+from .report import Entry, Report
+
+
+def batch(
+    inputs: Iterable[str | os.PathLike[str]],
+    outdir: str | os.PathLike[str],
+    *,
+    options: Options | None = None,
+    scheduler: str | None = None,
+    client: Any = None,
+    workers: int | None = None,
+    overwrite: bool = False,
+    progress: Callable[[BatchProgress], Any] | None = None,
+    **settings: Any,
+) -> Report:
+    """Upscale every input (files, globs, folders of TIFF/PNG/JPEG, multi-page TIFFs, zarr
+    and OME-Zarr arrays) into ``outdir``, on a Dask cluster, and return the report.
+
+    Each input goes to ``outdir/<stem>.tif`` (with ``_samples``/``_std`` companions, as the
+    ``upscale`` command writes them), or to ``outdir/<stem>.zarr`` when the input is zarr
+    or large enough to run in blocks; the pixels equal ``upscale`` on the same input and
+    options, bit for bit on CPU. ``options`` and ``settings`` are those of
+    :func:`napari_pulse.upscale` (the generator by name or file: workers load it
+    themselves). ``scheduler`` (or ``$NAPARI_PULSE_SCHEDULER``) is a scheduler's address;
+    ``client`` a ``distributed.Client`` to use; otherwise a local cluster of ``workers``
+    processes is started and closed. Complete outputs from the same input and options are
+    skipped (a rerun resumes); other existing outputs are kept and reported unless
+    ``overwrite``. A failing input is reported (``batch-report.json`` beside the outputs)
+    and the others go on. ``progress`` is called with a :class:`BatchProgress` after every
+    task.
+    """
+    opts = _options(options, settings)
+    out = Path(outdir)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"OUTDIR is not a folder: {out}")
+    items = plan_items(expand(inputs), out, opts.samples)
+    out.mkdir(parents=True, exist_ok=True)
+    report = Report(out)
+    specs = _todo(items, opts, overwrite, report)
+    t0 = time.perf_counter()
+    cluster = wrap(client) if client is not None else connect(scheduler, workers) if specs else None
+    try:
+        if cluster is not None:
+            report.workers, report.scheduler = cluster.n_workers, cluster.address
+            specs = [replace(s, threads=cluster.threads) for s in specs]
+            _run(cluster, specs, report, progress, t0)
+    except KeyboardInterrupt:
+        report.interrupted = True
+        raise
+    finally:
+        report.seconds = time.perf_counter() - t0
+        report.write()
+        if cluster is not None:
+            cluster.close()
+    return report
+
+
+def _options(options: Options | None, settings: dict[str, Any]) -> Options:
+    """The options checked, with the generator's file as an absolute path."""
+    base = options if options is not None else Options()
+    if not isinstance(base, Options):
+        raise TypeError(f"options must be an Options, got {type(base).__name__}")
+    unknown = sorted(set(settings) - set(Options.__dataclass_fields__))
+    if unknown:
+        raise TypeError(f"unknown upscale option(s): {', '.join(unknown)}")
+    opts = replace(base, **settings) if settings else base
+    g = opts.generator
+    if isinstance(g, DomainGenerator):
+        raise TypeError(
+            "a batch needs the generator by name or by a file its workers can read, "
+            f"not a loaded generator ({g.name!r})"
+        )
+    if g is not None:
+        load(g)  # an unknown name or a bad file is an error before any work
+        if isinstance(g, os.PathLike) or Path(str(g)).exists():
+            opts = replace(opts, generator=str(Path(g).resolve()))
+    return opts
+
+
+def batch_key(item: Item, options: Options) -> str:
+    """What an output records of its input and options: equal keys, equal outputs."""
+    source = item.source.resolve()
+    marks = [source] + [source / m for m in (".zarray", ".zgroup", "zarr.json")]
+    stamps = [(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in marks if p.exists()]
+    text = json.dumps(
+        {
+            "input": stamps,
+            "options": options.describe(),
+            "blocks": [blocks.BLOCK_UNITS, blocks.BLOCK_TILES],
+        },
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def _todo(items: list[Item], opts: Options, overwrite: bool, report: Report) -> list[work.Spec]:
+    """The inputs that need work; the rest are entered as skipped (complete) or failed
+    (an output is in the way)."""
+    specs = []
+    for item in items:
+        entry = report.entry(item.source)
+        try:
+            key = batch_key(item, opts)
+        except OSError as exc:
+            _fail(entry, exc)
+            continue
+        found = [(p, read_metadata(p)) for p in _finished(item, opts.samples)]
+        same = [(p, m) for p, m in found if m is not None and m.get("batch_key") == key]
+        if same and not overwrite:
+            path, meta = same[0]
+            entry.status, entry.outputs = "skipped", [str(path)]
+            entry.lr_psnr, entry.success = meta.get("lr_psnr"), meta.get("success")
+            continue
+        if found and not overwrite:
+            entry.status = "failed"
+            entry.error = (
+                f"{found[0][0]} exists from another input or other options; "
+                "pass --overwrite (overwrite=True) to replace it, or choose another OUTDIR"
+            )
+            continue
+        specs.append(work.Spec(item, opts, key, blocks.BLOCK_UNITS, blocks.BLOCK_TILES))
+    return specs
+
+
+def _finished(item: Item, samples: int) -> list[Path]:
+    """The input's main outputs that exist (a TIFF set's main file is written last)."""
+    return [p for p in (item.tiff_outs(samples)[0], item.zarr_out) if p.exists()]
+
+
+def _fail(entry: Entry, exc: BaseException) -> None:
+    entry.status = "failed"
+    entry.error = f"{type(exc).__name__}: {exc}"
+
+
+def _run(
+    cluster: Cluster,
+    specs: list[work.Spec],
+    report: Report,
+    progress: Callable[[BatchProgress], Any] | None,
+    t0: float,
+) -> None:
+    """Every spec's tasks on the cluster; entries filled in as they end."""
+    from distributed import as_completed
+
+    client, queue = cluster.client, as_completed()
+    tasks: dict[Any, tuple[str, work.Spec]] = {}
+    counts = {"done": 0, "total": len(specs), "planes": 0}
+
+    def submit(fn: Callable, spec: work.Spec, *args: Any) -> Any:
+        key = f"{fn.__name__}-{spec.item.stem}-{uuid.uuid4().hex[:8]}"
+        future = client.submit(fn, spec, *args, key=key, pure=False)
+        tasks[future] = (fn.__name__, spec)
+        queue.add(future)
+        return future
+
+    def emit(spec: work.Spec | None, entry: Entry | None) -> None:
+        if progress is not None:
+            progress(
+                BatchProgress(
+                    counts["done"],
+                    counts["total"],
+                    counts["planes"],
+                    time.perf_counter() - t0,
+                    None if entry is None else entry.input,
+                    None if entry is None else entry.status,
+                    "" if entry is None or entry.error is None else entry.error,
+                )
+            )
+
+    for spec in specs:
+        submit(work.start, spec)
+    if progress is not None:
+        progress(BatchProgress(0, len(specs), 0, 0.0, message=cluster.describe()))
+    try:
+        for future in queue:
+            kind, spec = tasks.pop(future)
+            counts["done"] += 1
+            if kind == "search":  # a block's failure comes through its input's finish
+                emit(None, None)
+                continue
+            entry = report.entry(spec.item.source)
+            try:
+                value = future.result()
+            except Exception as exc:  # noqa: BLE001 - the input fails, the batch goes on
+                _fail(entry, exc)
+                emit(spec, entry)
+                continue
+            if isinstance(value, work.Blocked):
+                found = [submit(work.search, spec, i) for i in range(value.blocks)]
+                submit(work.finish, spec, *found)
+                counts["total"] += value.blocks + 1
+                entry.seconds = value.seconds
+                emit(None, None)
+                continue
+            entry.status, entry.outputs = "done", value.outputs
+            entry.seconds = (entry.seconds or 0.0) + value.seconds
+            entry.lr_psnr, entry.success = value.lr_psnr, value.success
+            entry.planes, entry.blocks = value.planes, value.blocks
+            counts["planes"] += value.planes
+            emit(spec, entry)
+    except BaseException:
+        client.cancel(list(tasks))
+        raise

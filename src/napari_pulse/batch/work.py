@@ -1,0 +1,147 @@
+"""The tasks a batch runs on its workers, one input at a time.
+
+:func:`start` reads an input and upscales it whole exactly as ``upscale`` does (the same
+function on the same array), writing its outputs; or, for an input that ``upscale`` runs in
+blocks (:mod:`napari_pulse.blocks`), it returns how many: each block is then one
+:func:`search` task, and :func:`finish` adds their outcomes in the blocks' order (as
+``upscale`` does), measures the result and writes it. The generator is loaded once per
+worker process (the registry keeps what it loaded); the input and its prepared job are kept
+for the next task of the same input.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .. import blocks, pipeline
+from ..api import check_image, upscale
+from ..options import Options
+from ..result import Result
+from ..writing import write_tiffs, write_zarr
+from .inputs import Item, is_zarr, read
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One input's work: where it goes, the options (the generator by name or absolute
+    path), the key its outputs record, and the settings the worker takes from the client
+    (block sizes, torch threads; None leaves the worker's own)."""
+
+    item: Item
+    options: Options
+    key: str
+    block_units: int = blocks.BLOCK_UNITS
+    block_tiles: int = blocks.BLOCK_TILES
+    threads: int | None = None
+
+
+@dataclass(frozen=True)
+class Done:
+    """An input finished: its outputs, scores and the seconds its last task took."""
+
+    outputs: list[str]
+    planes: int
+    blocks: int
+    lr_psnr: float
+    success: bool
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Blocked:
+    """An input that runs in ``blocks`` tasks (then one :func:`finish`)."""
+
+    blocks: int
+    planes: int
+    seconds: float
+
+
+_prepared: dict[str, tuple] = {}  # the last input's prepared job, by its spec's key
+
+
+def _configure(spec: Spec) -> None:
+    blocks.BLOCK_UNITS, blocks.BLOCK_TILES = spec.block_units, spec.block_tiles
+    if spec.threads is not None and torch.get_num_threads() != spec.threads:
+        torch.set_num_threads(spec.threads)
+
+
+def _prepare(spec: Spec) -> tuple:
+    """The input read and prepared as ``upscale`` prepares it: ``(array, rgb, setup, frame,
+    whole job, blocks)`` (kept for the input's next task on this worker)."""
+    if spec.key not in _prepared:
+        _prepared.clear()
+        arr, rgb = check_image(read(spec.item.source), spec.options.rgb)
+        setup = spec.options.resolve(rgb)
+        frame, whole = pipeline.prepare(arr, rgb, setup, live=False)
+        parts = blocks.plan(whole.grid, whole.n_planes)
+        _prepared[spec.key] = (arr, rgb, setup, frame, whole, parts)
+    return _prepared[spec.key]
+
+
+def _planes(whole: Any) -> int:
+    return int(whole.n_planes)
+
+
+def start(spec: Spec) -> Done | Blocked:
+    """Upscale the input whole and write it; or, when it runs in blocks, say how many."""
+    t0 = time.perf_counter()
+    _configure(spec)
+    arr, _, _, _, whole, parts = _prepare(spec)
+    if parts is not None:
+        return Blocked(len(parts), _planes(whole), time.perf_counter() - t0)
+    _prepared.clear()  # a whole input needs nothing kept
+    result = upscale(arr, options=spec.options)
+    zarr = is_zarr(spec.item.source)
+    outs = _write(spec, result, zarr)
+    return _done(result, outs, _planes(whole), 1, t0)
+
+
+def search(spec: Spec, index: int) -> tuple[blocks.Outcome, float]:
+    """Block ``index`` of the input searched; its outcome and the seconds it took."""
+    t0 = time.perf_counter()
+    _configure(spec)
+    _, _, setup, _, whole, parts = _prepare(spec)
+    outcome = pipeline.search_block(setup, whole, parts[index])
+    return outcome, time.perf_counter() - t0
+
+
+def finish(spec: Spec, *found: tuple[blocks.Outcome, float]) -> Done:
+    """The blocks' outcomes added in order, the result measured and written as zarr."""
+    t0 = time.perf_counter()
+    _configure(spec)
+    _, rgb, setup, frame, whole, parts = _prepare(spec)
+    gather = blocks.Gather(whole)
+    for block, (outcome, _) in zip(parts, found, strict=True):
+        gather.add(block, block.units(whole.grid, len(whole.grid)), outcome)
+    stages = pipeline.build(setup, whole)
+    result = pipeline.finish(frame, whole, gather.state(), setup, rgb, stages, parts)
+    _prepared.clear()
+    outs = _write(spec, result, zarr=True)
+    searched = sum(seconds for _, seconds in found)  # the blocks' own time, where they ran
+    return _done(result, outs, _planes(whole), len(parts), t0 - searched)
+
+
+def _write(spec: Spec, result: Result, zarr: bool) -> list[Path]:
+    item, extra = spec.item, {"batch_key": spec.key}
+    if zarr:
+        write_zarr(result, item.source, item.zarr_out, **extra)
+        return [item.zarr_out]
+    outs = item.tiff_outs(spec.options.samples)
+    write_tiffs(result, item.source, outs, **extra)
+    return outs
+
+
+def _done(result: Result, outs: list[Path], planes: int, n_blocks: int, t0: float) -> Done:
+    return Done(
+        [str(p) for p in outs],
+        planes,
+        n_blocks,
+        float(result.lr_psnr),
+        bool(result.success),
+        time.perf_counter() - t0,
+    )

@@ -1,0 +1,138 @@
+"""Writing a result where the commands put it: a TIFF set (OUT, then ``OUT_samples`` and
+``OUT_std`` with several samples), or one zarr group for large outputs, each with the same
+JSON metadata (parameters, fit quality, the input, the caveat), and each written atomically."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .imageio import read_tiff_metadata, write_tiff_atomic
+from .result import Result
+
+CAVEAT = (
+    "The output is plausible detail that the generator invents consistently with the "
+    "input (it downscales back to the input); it is not ground truth and must not be "
+    "used for measurement or diagnosis."
+)
+#: The zarr output's chunks along its last two spatial axes (high-res pixels).
+ZARR_CHUNK = 1024
+#: The zarr group attribute that holds the metadata.
+ZARR_ATTR = "napari_pulse"
+
+
+def tiff_outputs(out: Path, samples: int) -> list[Path]:
+    """OUT, then (with several samples) its ``_samples`` and ``_std`` companions."""
+    if samples <= 1:
+        return [out]
+    return [out] + [out.with_name(f"{out.stem}_{kind}{out.suffix}") for kind in ("samples", "std")]
+
+
+def metadata(result: Result, source: Path, content: str, **extra: Any) -> dict[str, Any]:
+    """What an output file records: the result's parameters and scores, its input, what it
+    holds (``image``, ``samples`` or ``std``) and the caveat; ``extra`` fields added."""
+    return {
+        **result.params,
+        "lr_psnr": result.lr_psnr,
+        "lr_mse": result.lr_mse,
+        "success": bool(result.success),
+        "sample_lr_psnr": list(result.sample_lr_psnr),
+        "ood_score": result.ood_score,
+        "atypicality": result.atypicality,
+        "input": str(source.resolve()),
+        "content": content,
+        "note": CAVEAT,
+        **extra,
+    }
+
+
+def write_tiffs(result: Result, source: Path, outs: list[Path], **extra: Any) -> None:
+    """Companions first, OUT last: OUT existing means the whole set was written."""
+    if len(outs) == 3:
+        write_tiff_atomic(outs[1], result.samples, metadata(result, source, "samples", **extra))
+        write_tiff_atomic(outs[2], result.std, metadata(result, source, "std", **extra))
+    write_tiff_atomic(outs[0], result.image, metadata(result, source, "image", **extra))
+
+
+def write_zarr(result: Result, source: Path, out: Path, **extra: Any) -> None:
+    """One zarr group at ``out``: arrays ``image`` (and ``samples``, ``std`` with several
+    samples), chunked over the spatial axes, with the metadata in the group's
+    ``napari_pulse`` attribute. Written beside ``out`` under a temporary name and renamed
+    into place, so ``out`` is either absent, the old group or the whole new one."""
+    import zarr
+
+    if not out.parent.is_dir():
+        raise FileNotFoundError(f"output folder does not exist: {out.parent}")
+    arrays = {"image": result.image}
+    if result.samples is not None and result.std is not None:
+        arrays |= {"samples": result.samples, "std": result.std}
+    tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex[:12]}.tmp")
+    try:
+        group = zarr.open_group(str(tmp), mode="w")
+        make = getattr(group, "create_array", None) or group.create_dataset  # zarr 3, zarr 2
+        for name, array in arrays.items():
+            array = np.ascontiguousarray(array)
+            z = make(name, shape=array.shape, chunks=_chunks(array), dtype=array.dtype)
+            _fill(z, array)
+        meta = metadata(result, source, "image", **extra)
+        group.attrs[ZARR_ATTR] = json.loads(json.dumps(meta, allow_nan=True), parse_constant=str)
+        _replace_dir(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _chunks(array: np.ndarray) -> tuple[int, ...]:
+    """One plane per chunk along leading axes, :data:`ZARR_CHUNK` pixels along Y and X
+    (the last two axes, or the two before an RGB axis)."""
+    rgb = array.ndim >= 3 and array.shape[-1] == 3
+    spatial = array.ndim - 3 if rgb else array.ndim - 2
+    chunks = [1] * array.ndim
+    for axis in range(spatial, array.ndim):
+        chunks[axis] = min(array.shape[axis], ZARR_CHUNK) if axis < spatial + 2 else 3
+    return tuple(chunks)
+
+
+def _fill(z: Any, array: np.ndarray) -> None:
+    """Write ``array`` into ``z`` a band of chunk rows at a time."""
+    rgb = array.ndim >= 3 and array.shape[-1] == 3
+    y_axis = array.ndim - 3 if rgb else array.ndim - 2
+    step = z.chunks[y_axis]
+    for y in range(0, array.shape[y_axis], step):
+        band = (slice(None),) * y_axis + (slice(y, y + step),)
+        z[band] = array[band]
+
+
+def _replace_dir(tmp: Path, out: Path) -> None:
+    """Put the folder ``tmp`` at ``out``; an old ``out`` is moved away first, then deleted."""
+    if not out.exists():
+        os.replace(tmp, out)
+        return
+    old = out.with_name(f".{out.name}.{uuid.uuid4().hex[:12]}.old")
+    os.replace(out, old)
+    os.replace(tmp, out)
+    if old.is_dir():
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        old.unlink(missing_ok=True)
+
+
+def read_metadata(out: Path) -> dict[str, Any] | None:
+    """The metadata of a finished output (a TIFF of ours, or a zarr group of ours); None
+    when ``out`` is absent or not one of ours."""
+    try:
+        if out.suffix == ".zarr":
+            import zarr
+
+            meta = zarr.open_group(str(out), mode="r").attrs.get(ZARR_ATTR)
+        else:
+            meta = read_tiff_metadata(out)
+    except Exception:  # noqa: BLE001 - anything unreadable is not a finished output
+        return None
+    return meta if isinstance(meta, dict) else None
