@@ -24,8 +24,8 @@ def cores() -> int:
 def local_size(workers: int | None = None) -> tuple[int, int]:
     """Worker processes and torch threads per worker for a local cluster: one worker per
     core with one thread each, unless ``workers`` is given (the cores are then shared out
-    among them), so that workers x threads never exceeds the cores. A search parallelises
-    better over tiles in separate processes than over threads in one (``bench/batch.py``)."""
+    among them), so that workers x threads never exceeds the cores. On a 2-core machine, 2
+    workers x 1 thread and 1 worker x 2 threads tie (``bench/batch.py``)."""
     n = cores()
     workers = n if workers is None else int(workers)
     if workers < 1:
@@ -58,6 +58,7 @@ class Cluster:
 def connect(scheduler: str | None = None, workers: int | None = None) -> Cluster:
     """A client of the scheduler at ``scheduler`` (or ``$NAPARI_PULSE_SCHEDULER``); without
     one, a new local cluster (:func:`local_size`) that :attr:`Cluster.close` shuts down."""
+    import dask
     from distributed import Client, LocalCluster
 
     address = scheduler or os.environ.get(SCHEDULER_ENV) or None
@@ -68,15 +69,17 @@ def connect(scheduler: str | None = None, workers: int | None = None) -> Cluster
             raise OSError(f"cannot reach the Dask scheduler at {address}: {exc}") from exc
         return Cluster(client, client.close, None, address, _dashboard(client))
     n, threads = local_size(workers)
-    env = {k: str(threads) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
-    cluster = LocalCluster(
-        n_workers=n,
-        threads_per_worker=1,
-        processes=True,
-        dashboard_address=":0",  # any free port: never another cluster's
-        silence_logs=logging.CRITICAL,  # a failing input is in the report, not a traceback
-        env=env,
-    )
+    # The workers' statistical profiler samples every thread's stack 100 times a second,
+    # which slows a Python-driven optimiser loop down (bench/batch.py); it is only for the
+    # dashboard's profile page.
+    with dask.config.set({"distributed.worker.profile.enabled": False}):
+        cluster = LocalCluster(
+            n_workers=n,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=":0",  # any free port: never another cluster's
+            silence_logs=logging.CRITICAL,  # a failing input is in the report, not a traceback
+        )
     client = Client(cluster)
 
     def close() -> None:
