@@ -224,13 +224,15 @@ def test_ome_zarr_groups_are_read_at_full_resolution(tmp_path):
     zarr = pytest.importorskip("zarr")
     group = zarr.open_group(str(tmp_path / "ome.zarr"), mode="w")
     full, half = _u8((12, 12), 1), _u8((6, 6), 2)
+    make = getattr(group, "create_array", None) or group.create_dataset  # zarr 3, zarr 2
     for name, array in (("0", full), ("1", half)):
-        group.create_array(name, shape=array.shape, dtype=array.dtype)[...] = array
+        make(name, shape=array.shape, dtype=array.dtype)[...] = array
     group.attrs["multiscales"] = [{"datasets": [{"path": "0"}, {"path": "1"}]}]
     assert np.array_equal(read(tmp_path / "ome.zarr"), full)
     two = zarr.open_group(str(tmp_path / "two.zarr"), mode="w")
+    make = getattr(two, "create_array", None) or two.create_dataset
     for name in ("a", "b"):
-        two.create_array(name, shape=(4, 4), dtype="u1")
+        make(name, shape=(4, 4), dtype="u1")
     with pytest.raises(ValueError, match="arrays"):
         read(tmp_path / "two.zarr")
 
@@ -249,8 +251,13 @@ def test_inputs_are_expanded_and_clashing_outputs_refused(tmp_path):
     tifffile.imwrite(twin, _u8((8, 8), 0))
     with pytest.raises(ValueError, match="would both write field0.tif"):
         plan_items([paths[0], twin], tmp_path / "out", 1)
-    with pytest.raises(ValueError, match="it is an input"):
+    with pytest.raises(ValueError, match="holds inputs"):
         plan_items(paths, tmp_path / "in", 1)
+    (tmp_path / "in" / ".field9.tif").write_bytes(b"macOS resource fork")
+    assert expand([tmp_path / "in"]) == paths  # hidden files are not images
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="no images"):
+        expand([tmp_path / "empty"])
 
 
 def test_bad_options_fail_before_any_work(tmp_path):
@@ -278,3 +285,61 @@ def test_the_command_runs_on_a_scheduler_address(client, tmp_path, monkeypatch, 
         assert (tmp_path / "out" / f"{path.stem}.tif").exists()
     assert main(argv) == 1  # the good ones are skipped, the bad one fails again
     assert "2 skipped, 1 failed" in capsys.readouterr().out
+
+
+def test_relative_paths_and_a_folder_named_like_the_generator(client, tmp_path, monkeypatch):
+    _files(tmp_path / "in", 1)
+    (tmp_path / "tiny").mkdir()  # a folder named like the generator does not shadow it
+    monkeypatch.chdir(tmp_path)  # the workers' working directory stays where it was
+    report = batch(["in"], "out", client=client, **KW)
+    assert report.ok, report.failed
+    assert (tmp_path / "out" / "field0.tif").exists()
+    assert list(report.entries) == [str(tmp_path / "in" / "field0.tif")]
+
+
+def test_companions_in_the_way_are_kept_and_same_outputs_skipped_even_with_overwrite(
+    client, tmp_path
+):
+    (path,) = _files(tmp_path / "in", 1)
+    other = tmp_path / "other" / "field0_std.tif"
+    other.parent.mkdir()
+    tifffile.imwrite(other, _u8((8, 8), 4))
+    out = tmp_path / "out"
+    assert batch([other], out, client=client, **KW).ok  # writes out/field0_std.tif
+    theirs = (out / "field0_std.tif").read_bytes()
+    kw = {**KW, "samples": 2}
+    report = batch([path], out, client=client, **kw)
+    assert not report.ok and "field0_std.tif exists" in report.failed[0].error
+    assert (out / "field0_std.tif").read_bytes() == theirs
+    assert batch([path], out, client=client, overwrite=True, **kw).ok
+    stamp = (out / "field0.tif").stat().st_mtime_ns
+    again = batch([path], out, client=client, overwrite=True, **kw)
+    assert again.count("skipped") == 1 and (out / "field0.tif").stat().st_mtime_ns == stamp
+    assert len(again.entries[str(path)].outputs) == 3
+
+
+def test_leftovers_of_an_interrupted_write_are_removed_by_the_next_run(client, tmp_path):
+    (path,) = _files(tmp_path / "in", 1)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".field0.tif.0123456789ab.tmp").write_bytes(b"half a file")
+    (out / ".field0.zarr.0123456789ab.tmp").mkdir()
+    assert batch([path], out, client=client, **KW).ok
+    assert sorted(p.name for p in out.iterdir()) == [REPORT_NAME, "field0.tif"]
+
+
+def test_the_key_follows_every_file_of_a_zarr_store(tmp_path):
+    zarr = pytest.importorskip("zarr")
+    from napari_pulse.batch.inputs import Item
+    from napari_pulse.batch.run import _options, batch_key
+
+    source = tmp_path / "s.zarr"
+    z = zarr.open_array(str(source), mode="w", shape=(16, 16), chunks=(8, 8), dtype="u1")
+    z[...] = _u8((16, 16), 0)
+    item, opts = Item(source, tmp_path / "out"), _options(None, dict(KW))
+    first = batch_key(item, opts)
+    assert batch_key(item, opts) == first
+    chunk = max((p for p in source.rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+    os.utime(chunk, ns=(chunk.stat().st_atime_ns, chunk.stat().st_mtime_ns + 10**9))
+    assert batch_key(item, opts) != first
+    assert batch_key(item, _options(None, {**KW, "seed": 1})) != batch_key(item, opts)

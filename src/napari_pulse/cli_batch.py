@@ -20,7 +20,8 @@ HELP = (
     "options. Runs on a local Dask cluster sized for this machine, or on the cluster at "
     "--scheduler. Outputs are written atomically; a rerun skips complete outputs; a failing "
     "input is reported and the others go on; OUTDIR/batch-report.json says what happened "
-    "to each input. Exit code 0: every input done or skipped; 1: some failed."
+    "to each input. Exit code 0: every input done or skipped; 1: some failed; 2: a bad "
+    "command line; 130: interrupted."
 )
 
 
@@ -86,18 +87,15 @@ def run_batch(args: argparse.Namespace) -> int:
         )
     except KeyboardInterrupt:
         print(
-            "\nnapari-pulse: interrupted; finished outputs are kept and no partial file was "
-            "left: run the same command again to do the rest",
+            "\nnapari-pulse: interrupted; finished outputs are kept (an unfinished one is only "
+            "ever under a temporary name, removed by the next run): run the same command again "
+            "to do the rest",
             file=sys.stderr,
         )
         return 130
     finally:
         for bar in bars:
             bar.close()
-    for entry in report.entries.values():
-        if entry.status == "failed" and entry.seconds is None and entry.error:
-            if "exists" in entry.error:  # found before any work, so not shown on the bar
-                print(f"napari-pulse: failed: {entry.input}: {entry.error}", file=sys.stderr)
     unexplained = [e for e in report.entries.values() if e.success is False]
     print(f"{report.summary()}; report: {report.outdir / 'batch-report.json'}")
     if unexplained:

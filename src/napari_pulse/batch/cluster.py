@@ -24,7 +24,7 @@ def cores() -> int:
 def local_size(workers: int | None = None) -> tuple[int, int]:
     """Worker processes and torch threads per worker for a local cluster: one worker per
     core with one thread each, unless ``workers`` is given (the cores are then shared out
-    among them), so that workers x threads never exceeds the cores. On a 2-core machine, 2
+    among them; more workers than cores get one thread each). On a 2-core machine, 2
     workers x 1 thread and 1 worker x 2 threads tie (``bench/batch.py``)."""
     n = cores()
     workers = n if workers is None else int(workers)

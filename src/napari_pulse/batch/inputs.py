@@ -8,6 +8,7 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -26,6 +27,10 @@ def is_zarr(path: Path) -> bool:
 
 
 def _is_image(path: Path) -> bool:
+    """An image a folder or a glob holds (hidden files, such as ``._x.tif`` that macOS
+    leaves on shares, are not)."""
+    if path.name.startswith("."):
+        return False
     return is_zarr(path) or (path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES)
 
 
@@ -54,17 +59,20 @@ class Item:
 
 
 def expand(inputs: Iterable[str | os.PathLike[str]]) -> list[Path]:
-    """Files, globs and folders as a list of image paths, in the order given (a folder's and
-    a glob's images sorted by name; a folder is not searched below its top level). A file
-    named explicitly is kept whatever its suffix (reading it reports what is wrong); an
-    input that matches nothing is an error."""
+    """Files, globs and folders as a list of absolute image paths, in the order given (a
+    folder's and a glob's images sorted by name; a folder is not searched below its top
+    level). A file named explicitly is kept whatever its suffix (reading it reports what is
+    wrong); an input that matches nothing (a folder without images too) is an error."""
     found: list[Path] = []
     for raw in inputs:
         text = os.fspath(raw)
         path = Path(text)
         if path.exists():
             if path.is_dir() and not is_zarr(path):
-                found += sorted(p for p in path.iterdir() if _is_image(p))
+                images = sorted(p for p in path.iterdir() if _is_image(p))
+                if not images:
+                    raise FileNotFoundError(f"no images (TIFF, PNG, JPEG or zarr) in {path}")
+                found += images
             else:
                 found.append(path)
             continue
@@ -79,21 +87,24 @@ def expand(inputs: Iterable[str | os.PathLike[str]]) -> list[Path]:
     seen: set[Path] = set()
     out = []
     for p in found:
-        key = p.resolve()
+        key = p.resolve()  # workers elsewhere have their own working directories
         if key not in seen:
             seen.add(key)
-            out.append(p)
+            out.append(key)
     if not out:
         raise FileNotFoundError("no input images found (TIFF, PNG, JPEG or zarr)")
     return out
 
 
 def plan_items(paths: list[Path], outdir: Path, samples: int) -> list[Item]:
-    """The items of ``paths``; refuses two inputs that would write the same output, and an
-    output that is an input."""
+    """The items of ``paths``; refuses two inputs that would write the same output, an
+    output that is an input, and an OUTDIR that holds inputs (a rerun would take the
+    outputs for inputs)."""
     items = [Item(p, outdir) for p in paths]
     owner: dict[Path, Path] = {}
     inputs = {p.resolve() for p in paths}
+    if any(p.parent == outdir.resolve() for p in inputs):
+        raise ValueError(f"OUTDIR {outdir} holds inputs; choose another folder for the outputs")
     for item in items:
         for out in item.outputs(samples):
             key = out.resolve()
@@ -123,7 +134,7 @@ def read(path: Path) -> np.ndarray:
     return array if array.dtype.isnative else array.astype(array.dtype.newbyteorder("="))
 
 
-def open_zarr(path: Path):
+def open_zarr(path: Path) -> Any:
     """The array a zarr input stands for (see :func:`read`), opened lazily."""
     import zarr
 

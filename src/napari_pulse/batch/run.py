@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
+import shutil
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -15,6 +17,7 @@ from typing import Any
 from .. import blocks
 from ..events import BatchProgress
 from ..generators import DomainGenerator, load
+from ..generators.registry import file_of
 from ..options import Options
 from ..writing import read_metadata
 from . import work
@@ -48,11 +51,11 @@ def batch(
     processes is started and closed. Complete outputs from the same input and options are
     skipped (a rerun resumes); other existing outputs are kept and reported unless
     ``overwrite``. A failing input is reported (``batch-report.json`` beside the outputs)
-    and the others go on. ``progress`` is called with a :class:`BatchProgress` after every
-    task.
+    and the others go on. ``progress`` is called with a :class:`BatchProgress` for every
+    input skipped or refused before any work, then after every task.
     """
     opts = _options(options, settings)
-    out = Path(outdir)
+    out = Path(outdir).resolve()  # workers elsewhere have their own working directories
     if out.exists() and not out.is_dir():
         raise ValueError(f"OUTDIR is not a folder: {out}")
     items = plan_items(expand(inputs), out, opts.samples)
@@ -60,6 +63,11 @@ def batch(
     report = Report(out)
     specs = _todo(items, opts, overwrite, report)
     t0 = time.perf_counter()
+    if progress is not None:
+        for entry in report.entries.values():
+            if entry.status != "pending":
+                event = BatchProgress(0, len(specs), 0, 0.0, entry.input, entry.status)
+                progress(replace(event, message=entry.error or ""))
     cluster = wrap(client) if client is not None else connect(scheduler, workers) if specs else None
     try:
         if cluster is not None:
@@ -94,19 +102,27 @@ def _options(options: Options | None, settings: dict[str, Any]) -> Options:
         )
     if g is not None:
         load(g)  # an unknown name or a bad file is an error before any work
-        if isinstance(g, os.PathLike) or Path(str(g)).exists():
-            opts = replace(opts, generator=str(Path(g).resolve()))
+        path = file_of(g)
+        if path is not None:  # workers elsewhere have their own working directories
+            opts = replace(opts, generator=str(path.resolve()))
     return opts
 
 
+def _stamp(path: Path) -> list:
+    """A file's (or every file of a folder's) path, size and modification time."""
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    return [(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files]
+
+
 def batch_key(item: Item, options: Options) -> str:
-    """What an output records of its input and options: equal keys, equal outputs."""
-    source = item.source.resolve()
-    marks = [source] + [source / m for m in (".zarray", ".zgroup", "zarr.json")]
-    stamps = [(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in marks if p.exists()]
+    """What an output records of its input, generator file and options: equal keys, equal
+    outputs. Files are known by size and modification time (a zarr input by all of its)."""
+    g = options.generator
+    weights = None if g is None or file_of(g) is None else _stamp(Path(g))
     text = json.dumps(
         {
-            "input": stamps,
+            "input": _stamp(item.source),
+            "generator_file": weights,
             "options": options.describe(),
             "blocks": [blocks.BLOCK_UNITS, blocks.BLOCK_TILES],
         },
@@ -127,27 +143,34 @@ def _todo(items: list[Item], opts: Options, overwrite: bool, report: Report) -> 
         except OSError as exc:
             _fail(entry, exc)
             continue
-        found = [(p, read_metadata(p)) for p in _finished(item, opts.samples)]
-        same = [(p, m) for p, m in found if m is not None and m.get("batch_key") == key]
-        if same and not overwrite:
-            path, meta = same[0]
-            entry.status, entry.outputs = "skipped", [str(path)]
+        mains = [item.tiff_outs(opts.samples)[0], item.zarr_out]
+        found = {p: read_metadata(p) for p in item.outputs(opts.samples) if p.exists()}
+        ours = {p for p, meta in found.items() if meta is not None and meta.get("batch_key") == key}
+        done = [p for p in mains if p in ours]  # a TIFF set's main file is written last
+        if done:
+            meta = found[done[0]]
+            entry.status, entry.outputs = "skipped", [str(p) for p in found if p in ours]
             entry.lr_psnr, entry.success = meta.get("lr_psnr"), meta.get("success")
             continue
-        if found and not overwrite:
+        others = [p for p in found if p not in ours]
+        if others and not overwrite:
             entry.status = "failed"
             entry.error = (
-                f"{found[0][0]} exists from another input or other options; "
+                f"{others[0]} exists from another input or other options; "
                 "pass --overwrite (overwrite=True) to replace it, or choose another OUTDIR"
             )
             continue
+        _sweep(item, opts.samples)
         specs.append(work.Spec(item, opts, key, blocks.BLOCK_UNITS, blocks.BLOCK_TILES))
     return specs
 
 
-def _finished(item: Item, samples: int) -> list[Path]:
-    """The input's main outputs that exist (a TIFF set's main file is written last)."""
-    return [p for p in (item.tiff_outs(samples)[0], item.zarr_out) if p.exists()]
+def _sweep(item: Item, samples: int) -> None:
+    """Remove what an interrupted write of this input's outputs left under temporary names."""
+    for out in item.outputs(samples):
+        for left in out.parent.glob(f".{glob.escape(out.name)}.*"):
+            if left.suffix in (".tmp", ".old"):
+                shutil.rmtree(left) if left.is_dir() else left.unlink(missing_ok=True)
 
 
 def _fail(entry: Entry, exc: BaseException) -> None:
@@ -165,7 +188,8 @@ def _run(
     """Every spec's tasks on the cluster; entries filled in as they end."""
     from distributed import as_completed
 
-    client, queue = cluster.client, as_completed()
+    client = cluster.client
+    queue = as_completed(loop=client.loop)  # this client's, not the default one
     tasks: dict[Any, tuple[str, work.Spec]] = {}
     counts = {"done": 0, "total": len(specs), "planes": 0}
 
@@ -176,7 +200,7 @@ def _run(
         queue.add(future)
         return future
 
-    def emit(spec: work.Spec | None, entry: Entry | None) -> None:
+    def emit(entry: Entry | None) -> None:
         if progress is not None:
             progress(
                 BatchProgress(
@@ -199,28 +223,33 @@ def _run(
             kind, spec = tasks.pop(future)
             counts["done"] += 1
             if kind == "search":  # a block's failure comes through its input's finish
-                emit(None, None)
+                emit(None)
                 continue
             entry = report.entry(spec.item.source)
             try:
                 value = future.result()
             except Exception as exc:  # noqa: BLE001 - the input fails, the batch goes on
                 _fail(entry, exc)
-                emit(spec, entry)
+                emit(entry)
                 continue
             if isinstance(value, work.Blocked):
                 found = [submit(work.search, spec, i) for i in range(value.blocks)]
                 submit(work.finish, spec, *found)
                 counts["total"] += value.blocks + 1
                 entry.seconds = value.seconds
-                emit(None, None)
+                emit(None)
                 continue
             entry.status, entry.outputs = "done", value.outputs
             entry.seconds = (entry.seconds or 0.0) + value.seconds
             entry.lr_psnr, entry.success = value.lr_psnr, value.success
             entry.planes, entry.blocks = value.planes, value.blocks
             counts["planes"] += value.planes
-            emit(spec, entry)
+            emit(entry)
     except BaseException:
         client.cancel(list(tasks))
         raise
+    finally:
+        try:
+            client.run(work.forget)  # no worker keeps an input after the batch
+        except Exception:  # noqa: BLE001 - a worker gone or going: nothing of ours left there
+            pass

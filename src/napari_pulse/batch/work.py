@@ -14,6 +14,7 @@ from __future__ import annotations
 import ctypes
 import os
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,7 +65,11 @@ class Blocked:
     seconds: float
 
 
-_prepared: dict[str, tuple] = {}  # the last input's prepared job, by its spec's key
+#: The last inputs' prepared jobs, by their specs' keys (a worker may run tasks in threads).
+_prepared: dict[str, tuple] = {}
+_lock = threading.Lock()
+#: Prepared inputs a worker keeps (a worker's threads may work on different inputs).
+KEEP = 2
 
 
 def _configure(spec: Spec) -> None:
@@ -100,14 +105,27 @@ def _malloc_as_usual() -> None:
 def _prepare(spec: Spec) -> tuple:
     """The input read and prepared as ``upscale`` prepares it: ``(array, rgb, setup, frame,
     whole job, blocks)`` (kept for the input's next task on this worker)."""
-    if spec.key not in _prepared:
-        _prepared.clear()
-        arr, rgb = check_image(read(spec.item.source), spec.options.rgb)
-        setup = spec.options.resolve(rgb)
-        frame, whole = pipeline.prepare(arr, rgb, setup, live=False)
-        parts = blocks.plan(whole.grid, whole.n_planes)
-        _prepared[spec.key] = (arr, rgb, setup, frame, whole, parts)
-    return _prepared[spec.key]
+    with _lock:  # one read of an input at a time, whatever the worker's threads
+        found = _prepared.get(spec.key)
+        if found is None:
+            arr, rgb = check_image(read(spec.item.source), spec.options.rgb)
+            setup = spec.options.resolve(rgb)
+            frame, whole = pipeline.prepare(arr, rgb, setup, live=False)
+            parts = blocks.plan(whole.grid, whole.n_planes, spec.block_units, spec.block_tiles)
+            found = (arr, rgb, setup, frame, whole, parts)
+            while len(_prepared) >= KEEP:
+                _prepared.pop(next(iter(_prepared)))
+            _prepared[spec.key] = found
+        return found
+
+
+def forget(key: str | None = None) -> None:
+    """Drop what this worker keeps of an input (of every input without ``key``)."""
+    with _lock:
+        if key is None:
+            _prepared.clear()
+        else:
+            _prepared.pop(key, None)
 
 
 def _planes(whole: Any) -> int:
@@ -121,7 +139,7 @@ def start(spec: Spec) -> Done | Blocked:
     arr, _, _, _, whole, parts = _prepare(spec)
     if parts is not None:
         return Blocked(len(parts), _planes(whole), time.perf_counter() - t0)
-    _prepared.clear()  # a whole input needs nothing kept
+    forget(spec.key)  # a whole input needs nothing kept
     result = upscale(arr, options=spec.options)
     zarr = is_zarr(spec.item.source)
     outs = _write(spec, result, zarr)
@@ -134,6 +152,8 @@ def search(spec: Spec, index: int) -> tuple[blocks.Outcome, float]:
     _configure(spec)
     _, _, setup, _, whole, parts = _prepare(spec)
     outcome = pipeline.search_block(setup, whole, parts[index])
+    if index != len(parts) - 1:
+        outcome.bank = None  # the result takes the last block's bank: the others stay here
     return outcome, time.perf_counter() - t0
 
 
@@ -147,7 +167,7 @@ def finish(spec: Spec, *found: tuple[blocks.Outcome, float]) -> Done:
         gather.add(block, block.units(whole.grid, len(whole.grid)), outcome)
     stages = pipeline.build(setup, whole)
     result = pipeline.finish(frame, whole, gather.state(), setup, rgb, stages, parts)
-    _prepared.clear()
+    forget(spec.key)
     outs = _write(spec, result, zarr=True)
     searched = sum(seconds for _, seconds in found)  # the blocks' own time, where they ran
     return _done(result, outs, _planes(whole), len(parts), t0 - searched)

@@ -142,16 +142,13 @@ def load(name: str | os.PathLike | DomainGenerator) -> DomainGenerator:
     """
     if isinstance(name, DomainGenerator):
         return name
-    if isinstance(name, os.PathLike) or (
-        isinstance(name, str) and looks_like_path(name) and name not in _BUILTINS
-    ):
-        return _load_path(Path(name))
+    path = file_of(name)
+    if path is not None:
+        return _load_path(path)
     if name in _loaded:
         return _loaded[name]
     infos = {info.name: info for info in available()}
     if name not in infos:
-        if Path(name).is_file():
-            return _load_path(Path(name))
         known = ", ".join(sorted(infos))
         raise ValueError(
             f"Unknown generator {name!r}. Available: {known}; or give a path to a file: "
@@ -165,6 +162,16 @@ def load(name: str | os.PathLike | DomainGenerator) -> DomainGenerator:
     model.eval().requires_grad_(False)
     _loaded[name] = model
     return model
+
+
+def file_of(name: str | os.PathLike) -> Path | None:
+    """The file :func:`load` reads for ``name``; None for a registered generator's name (a
+    folder or file of the same name beside it does not change that)."""
+    if isinstance(name, os.PathLike) or (looks_like_path(name) and name not in _BUILTINS):
+        return Path(name)
+    if name in _loaded or name in {info.name for info in available()}:
+        return None
+    return Path(name) if Path(name).is_file() else None
 
 
 def _load_path(path: Path) -> DomainGenerator:
