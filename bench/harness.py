@@ -124,7 +124,9 @@ def describe(opts) -> str:
     starts = "blind"
     if cfg.bank:
         starts = f"bank {cfg.bank}" + ", guided" * cfg.guide + ", quick" * cfg.quick
-    return f"{cfg.steps} steps, {cfg.restarts} starts, {starts} starts, {opts.mode} mode"
+    # Where the generator has an encoder for the factor, every tile starts from its guess.
+    first = "encoder starts where one exists, then " if cfg.encoder else ""
+    return f"{cfg.steps} steps, {cfg.restarts} starts, {first}{starts} starts, {opts.mode} mode"
 
 
 # -- timing and reports -------------------------------------------------------------------
