@@ -43,8 +43,9 @@ def batch(
 
     Each input goes to ``outdir/<stem>.tif`` (with ``_samples``/``_std`` companions, as the
     ``upscale`` command writes them), or to ``outdir/<stem>.zarr`` when the input is zarr
-    or large enough to run in blocks; the pixels equal ``upscale`` on the same input and
-    options, bit for bit on CPU. ``options`` and ``settings`` are those of
+    or large enough to run in blocks; the pixels are ``upscale``'s on the same input and
+    options (bit for bit on CPU with the same torch threads, up to float rounding on a busy
+    machine; see the README's "Many images"). ``options`` and ``settings`` are those of
     :func:`napari_pulse.upscale` (the generator by name or file: workers load it
     themselves). ``scheduler`` (or ``$NAPARI_PULSE_SCHEDULER``) is a scheduler's address;
     ``client`` a ``distributed.Client`` to use; otherwise a local cluster of ``workers``
