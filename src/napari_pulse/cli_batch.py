@@ -16,12 +16,12 @@ HELP = (
     "Upscale every input (files, globs, folders of TIFF/PNG/JPEG, multi-page TIFF stacks, "
     "zarr and OME-Zarr arrays) into OUTDIR: OUTDIR/<input stem>.tif with the metadata and "
     "companions 'upscale' writes, or OUTDIR/<input stem>.zarr for zarr inputs and inputs "
-    "large enough to run in blocks. The pixels equal 'upscale' on each input with the same "
-    "options. Runs on a local Dask cluster sized for this machine, or on the cluster at "
-    "--scheduler. Outputs are written atomically; a rerun skips complete outputs; a failing "
-    "input is reported and the others go on; OUTDIR/batch-report.json says what happened "
-    "to each input. Exit code 0: every input done or skipped; 1: some failed; 2: a bad "
-    "command line; 130: interrupted."
+    "large enough to run in blocks. The pixels are those 'upscale' gives on each input with "
+    "the same options and torch threads. Runs on a local Dask cluster sized for this "
+    "machine, or on the cluster at --scheduler. Outputs are written atomically; a rerun "
+    "skips complete outputs; a failing input is reported and the others go on; "
+    "OUTDIR/batch-report.json says what happened to each input. Exit code 0: every input "
+    "done or skipped; 1: some failed; 2: a bad command line; 130: interrupted."
 )
 
 
