@@ -151,7 +151,7 @@ def _todo(items: list[Item], opts: Options, overwrite: bool, report: Report) -> 
         if done:
             meta = found[done[0]]
             entry.status, entry.outputs = "skipped", [str(p) for p in found if p in ours]
-            entry.lr_psnr, entry.success = meta.get("lr_psnr"), meta.get("success")
+            entry.lr_psnr, entry.success = _number(meta.get("lr_psnr")), meta.get("success")
             continue
         others = [p for p in found if p not in ours]
         if others and not overwrite:
@@ -164,6 +164,14 @@ def _todo(items: list[Item], opts: Options, overwrite: bool, report: Report) -> 
         _sweep(item, opts.samples)
         specs.append(work.Spec(item, opts, key, blocks.BLOCK_UNITS, blocks.BLOCK_TILES))
     return specs
+
+
+def _number(value: Any) -> float | None:
+    """A recorded figure as a float (zarr attributes keep NaN and infinity as strings)."""
+    try:
+        return None if value is None else float(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def _sweep(item: Item, samples: int) -> None:
