@@ -105,8 +105,16 @@ def test_a_corrupt_file_is_reported_and_the_others_written(client, tmp_path):
     paths = _files(tmp_path / "in", 2)
     bad = tmp_path / "in" / "broken.tif"
     bad.write_bytes(b"not a tiff at all")
-    seen = []
-    report = batch([tmp_path / "in"], tmp_path / "out", client=client, progress=seen.append, **KW)
+    seen, written = [], []
+
+    def watch(event):  # the report on disk follows the batch as inputs end
+        seen.append(event)
+        if event.status is not None:
+            saved = json.loads((tmp_path / "out" / REPORT_NAME).read_text())
+            written.append({e["input"]: e["status"] for e in saved["inputs"]}[event.input])
+
+    report = batch([tmp_path / "in"], tmp_path / "out", client=client, progress=watch, **KW)
+    assert sorted(written) == ["done", "done", "failed"]
     assert not report.ok and report.count("done") == 2
     (failed,) = report.failed
     assert failed.input == str(bad) and "could not read" in failed.error

@@ -210,6 +210,9 @@ def _run(
         return future
 
     def emit(entry: Entry | None) -> None:
+        if entry is not None:  # the report says what ended so far, should the batch be killed
+            report.seconds = time.perf_counter() - t0
+            report.write()
         if progress is not None:
             progress(
                 BatchProgress(
