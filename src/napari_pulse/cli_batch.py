@@ -59,16 +59,21 @@ def run_batch(args: argparse.Namespace) -> int:
     from .batch import batch
 
     options = options_from_args(args)
-    bars: list[tqdm] = []  # made at the first event: nothing is shown for a refused command
+    bars: list[tqdm] = []  # made when the tasks start: nothing is shown for a refused command
+
+    def say(line: str) -> None:
+        (bars[0].write if bars else print)(f"napari-pulse: {line}", file=sys.stderr)
 
     def show(event: BatchProgress) -> None:
-        if not bars:
-            bars.append(tqdm(unit="task", desc="batch", file=sys.stderr, disable=args.quiet))
-        bar = bars[0]
-        if event.status is None and event.message:  # where the batch runs
-            bar.write(f"napari-pulse: {event.message}", file=sys.stderr)
         if event.status == "failed":
-            bar.write(f"napari-pulse: failed: {event.input}: {event.message}", file=sys.stderr)
+            say(f"failed: {event.input}: {event.message}")
+        if event.status is None and event.message:  # where the batch runs: the tasks start
+            say(event.message)
+        if not bars and (event.status is None or event.done):
+            bars.append(tqdm(unit="task", desc="batch", file=sys.stderr, disable=args.quiet))
+        if not bars:
+            return
+        bar = bars[0]
         bar.total = event.total
         bar.set_postfix_str(
             f"{event.planes} planes, {event.planes_per_minute:.1f} planes/min", refresh=False
