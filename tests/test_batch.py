@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
+import torch
 from PIL import Image
 
 import napari_pulse
@@ -351,3 +352,22 @@ def test_the_key_follows_every_file_of_a_zarr_store(tmp_path):
     os.utime(chunk, ns=(chunk.stat().st_atime_ns, chunk.stat().st_mtime_ns + 10**9))
     assert batch_key(item, opts) != first
     assert batch_key(item, _options(None, {**KW, "seed": 1})) != batch_key(item, opts)
+
+
+def test_a_gpu_run_starts_one_local_worker(tmp_path, monkeypatch):
+    from napari_pulse.batch import run
+
+    asked = []
+
+    def connect(scheduler, workers):
+        asked.append(workers)
+        raise KeyboardInterrupt  # stop before any cluster starts
+
+    monkeypatch.setattr(run, "connect", connect)
+    monkeypatch.setattr(run, "pick_device", lambda device: torch.device("cuda"))
+    (path,) = _files(tmp_path / "in", 1)
+    with pytest.raises(KeyboardInterrupt):
+        batch([path], tmp_path / "out", **KW)
+    with pytest.raises(KeyboardInterrupt):
+        batch([path], tmp_path / "out", workers=3, **KW)
+    assert asked == [1, 3]
