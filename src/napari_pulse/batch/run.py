@@ -21,7 +21,7 @@ from ..generators.registry import file_of
 from ..options import Options, pick_device
 from ..writing import read_metadata
 from . import work
-from .cluster import Cluster, connect, wrap
+from .cluster import SCHEDULER_ENV, Cluster, connect, wrap
 from .inputs import Item, expand, plan_items
 from .report import Entry, Report
 
@@ -69,7 +69,8 @@ def batch(
             if entry.status != "pending":
                 event = BatchProgress(0, len(specs), 0, 0.0, entry.input, entry.status)
                 progress(replace(event, message=entry.error or ""))
-    if workers is None and pick_device(opts.device).type != "cpu":
+    local = client is None and not (scheduler or os.environ.get(SCHEDULER_ENV))
+    if local and workers is None and pick_device(opts.device).type != "cpu":
         workers = 1  # one GPU: worker processes would all share it (cuda:0)
     cluster = wrap(client) if client is not None else connect(scheduler, workers) if specs else None
     try:
