@@ -5,7 +5,6 @@ the work is a pipeline of stages (:mod:`napari_pulse.pipeline`)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Generator
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -14,7 +13,7 @@ from . import pipeline
 from .events import Cancelled, Finished, Progress
 from .intensity import ACCEPTED_DTYPES
 from .layout import has_single_channel
-from .options import Options, pick_device
+from .options import Options, merged, pick_device
 from .result import Result
 
 __all__ = ["Options", "Result", "iter_upscale", "pick_device", "upscale"]
@@ -75,14 +74,8 @@ def iter_upscale(
     ``close()`` the generator) to cancel; that takes effect at the next optimiser step,
     and nothing of the caller's is changed.
     """
-    base = options if options is not None else Options()
-    if not isinstance(base, Options):
-        raise TypeError(f"options must be an Options, got {type(base).__name__}")
-    unknown = sorted(set(settings) - set(Options.__dataclass_fields__))
-    if unknown:
-        raise TypeError(f"unknown upscale option(s): {', '.join(unknown)}")
-    arr, rgb = check_image(image, settings.get("rgb", base.rgb))
-    opts = replace(base, **settings) if settings else base
+    opts = merged(options, settings)
+    arr, rgb = check_image(image, opts.rgb)
     return pipeline.stream(arr, rgb, opts.resolve(rgb))
 
 

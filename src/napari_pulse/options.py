@@ -315,3 +315,15 @@ class Options:
         out["config"] = None if self.config is None else asdict(self.config)
         out["intermediate"] = None if self.intermediate is None else asdict(self.intermediate)
         return out
+
+
+def merged(options: Options | None, settings: dict[str, Any]) -> Options:
+    """``options`` (default: :class:`Options`) with the keyword ``settings`` over its
+    fields; a TypeError names anything that is not an option."""
+    base = options if options is not None else Options()
+    if not isinstance(base, Options):
+        raise TypeError(f"options must be an Options, got {type(base).__name__}")
+    unknown = sorted(set(settings) - set(Options.__dataclass_fields__))
+    if unknown:
+        raise TypeError(f"unknown upscale option(s): {', '.join(unknown)}")
+    return replace(base, **settings) if settings else base

@@ -18,7 +18,7 @@ from .. import blocks
 from ..events import BatchProgress
 from ..generators import DomainGenerator, load
 from ..generators.registry import file_of
-from ..options import Options, pick_device
+from ..options import Options, merged, pick_device
 from ..writing import read_metadata
 from . import work
 from .cluster import SCHEDULER_ENV, Cluster, connect, wrap
@@ -91,13 +91,7 @@ def batch(
 
 def _options(options: Options | None, settings: dict[str, Any]) -> Options:
     """The options checked, with the generator's file as an absolute path."""
-    base = options if options is not None else Options()
-    if not isinstance(base, Options):
-        raise TypeError(f"options must be an Options, got {type(base).__name__}")
-    unknown = sorted(set(settings) - set(Options.__dataclass_fields__))
-    if unknown:
-        raise TypeError(f"unknown upscale option(s): {', '.join(unknown)}")
-    opts = replace(base, **settings) if settings else base
+    opts = merged(options, settings)
     g = opts.generator
     if isinstance(g, DomainGenerator):
         raise TypeError(
