@@ -80,19 +80,13 @@ def _spans(n: int, size: int) -> list[tuple[int, int]]:
     return out
 
 
-def plan(
-    grid: TileGrid, n_planes: int, units: int | None = None, side: int | None = None
-) -> list[Block] | None:
-    """The blocks of a job, or None when it runs whole (``units`` and ``side``: at most
-    that many units per block and tiles per block side; :data:`BLOCK_UNITS` and
-    :data:`BLOCK_TILES` unless given)."""
-    units = BLOCK_UNITS if units is None else units
-    side = BLOCK_TILES if side is None else side
-    if n_planes * len(grid) <= units:
+def plan(grid: TileGrid, n_planes: int) -> list[Block] | None:
+    """The blocks of a job, or None when it runs whole."""
+    if n_planes * len(grid) <= BLOCK_UNITS:
         return None
-    rows, cols = _spans(len(grid.rows), side), _spans(len(grid.cols), side)
+    rows, cols = _spans(len(grid.rows), BLOCK_TILES), _spans(len(grid.cols), BLOCK_TILES)
     per_block = max((b - a + 1) * (d - c + 1) for a, b in rows for c, d in cols)
-    group = max(1, units // per_block)
+    group = max(1, BLOCK_UNITS // per_block)
     return [
         Block(slice(p, min(n_planes, p + group)), a, b, c, d)
         for p in range(0, n_planes, group)

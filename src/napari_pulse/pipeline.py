@@ -185,16 +185,23 @@ def finish(
     return result
 
 
-def search_block(setup: Setup, whole: Job, block: blocks.Block) -> blocks.Outcome:
-    """One block of a job run in blocks, on its own (as :func:`stream` runs it, without
-    progress): what it adds to the whole image (:class:`~napari_pulse.blocks.Gather`)."""
-    ((_, job),) = blocks.jobs(whole, [block])
-    work = run(job, build(setup, job))
+def quietly(setup: Setup, job: Job) -> tuple[list[Stage], State]:
+    """The stages of ``job`` run as :func:`stream` runs them, without progress: the stages
+    and the last state."""
+    stages = build(setup, job)
+    work = run(job, stages)
     while True:
         try:
             next(work)
         except StopIteration as done:
-            return blocks.Outcome.of(done.value)
+            return stages, done.value
+
+
+def search_block(setup: Setup, whole: Job, block: blocks.Block) -> blocks.Outcome:
+    """One block of a job run in blocks, on its own: what it adds to the whole image
+    (:class:`~napari_pulse.blocks.Gather`)."""
+    ((_, job),) = blocks.jobs(whole, [block])
+    return blocks.Outcome.of(quietly(setup, job)[1])
 
 
 def _preview(

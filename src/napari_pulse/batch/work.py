@@ -1,8 +1,8 @@
 """The tasks a batch runs on its workers, one input at a time.
 
-:func:`start` reads an input and upscales it whole exactly as ``upscale`` does (the same
-function on the same array), writing its outputs; or, for an input that ``upscale`` runs in
-blocks (:mod:`napari_pulse.blocks`), it returns how many: each block is then one
+:func:`start` reads an input and prepares it as ``upscale`` does; an input that runs whole
+it then upscales with ``upscale``'s own stages and writes; for an input that ``upscale``
+runs in blocks (:mod:`napari_pulse.blocks`), it returns how many: each block is then one
 :func:`search` task, and :func:`finish` adds their outcomes in the blocks' order (as
 ``upscale`` does), measures the result and writes it. The generator is loaded once per
 worker process (the registry keeps what it loaded); the input and its prepared job are kept
@@ -18,12 +18,11 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from .. import blocks, pipeline
-from ..api import check_image, upscale
+from ..api import check_image
 from ..options import Options
 from ..result import Result
 from ..writing import write_tiffs, write_zarr
@@ -110,8 +109,8 @@ def _prepare(spec: Spec) -> tuple:
         if found is None:
             arr, rgb = check_image(read(spec.item.source), spec.options.rgb)
             setup = spec.options.resolve(rgb)
-            frame, whole = pipeline.prepare(arr, rgb, setup, live=False)
-            parts = blocks.plan(whole.grid, whole.n_planes, spec.block_units, spec.block_tiles)
+            frame, whole = pipeline.prepare(arr, rgb, setup)  # live (preview) when whole
+            parts = blocks.plan(whole.grid, whole.n_planes)
             found = (arr, rgb, setup, frame, whole, parts)
             while len(_prepared) >= KEEP:
                 _prepared.pop(next(iter(_prepared)))
@@ -128,22 +127,18 @@ def forget(key: str | None = None) -> None:
             _prepared.pop(key, None)
 
 
-def _planes(whole: Any) -> int:
-    return int(whole.n_planes)
-
-
 def start(spec: Spec) -> Done | Blocked:
     """Upscale the input whole and write it; or, when it runs in blocks, say how many."""
     t0 = time.perf_counter()
     _configure(spec)
-    arr, _, _, _, whole, parts = _prepare(spec)
+    _, rgb, setup, frame, whole, parts = _prepare(spec)
     if parts is not None:
-        return Blocked(len(parts), _planes(whole), time.perf_counter() - t0)
+        return Blocked(len(parts), whole.n_planes, time.perf_counter() - t0)
     forget(spec.key)  # a whole input needs nothing kept
-    result = upscale(arr, options=spec.options)
-    zarr = is_zarr(spec.item.source)
-    outs = _write(spec, result, zarr)
-    return _done(result, outs, _planes(whole), 1, t0)
+    stages, state = pipeline.quietly(setup, whole)
+    result = pipeline.finish(frame, whole, state, setup, rgb, stages, None)
+    outs = _write(spec, result, is_zarr(spec.item.source))
+    return _done(result, outs, whole.n_planes, 1, t0)
 
 
 def search(spec: Spec, index: int) -> tuple[blocks.Outcome, float]:
@@ -170,7 +165,7 @@ def finish(spec: Spec, *found: tuple[blocks.Outcome, float]) -> Done:
     forget(spec.key)
     outs = _write(spec, result, zarr=True)
     searched = sum(seconds for _, seconds in found)  # the blocks' own time, where they ran
-    return _done(result, outs, _planes(whole), len(parts), t0 - searched)
+    return _done(result, outs, whole.n_planes, len(parts), t0 - searched)
 
 
 def _write(spec: Spec, result: Result, zarr: bool) -> list[Path]:
