@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import signal
+import time
 from pathlib import Path
 
 import numpy as np
@@ -371,3 +372,65 @@ def test_a_gpu_run_starts_one_local_worker(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         batch([path], tmp_path / "out", workers=3, **KW)
     assert asked == [1, 3]
+
+
+def test_a_stack_on_the_cluster_fills_in_plane_by_plane_and_equals_upscale(client, monkeypatch):
+    from napari_pulse.batch import iter_stack
+    from napari_pulse.events import Finished
+
+    monkeypatch.setattr(blocks, "GROUP_UNITS", 1)  # one plane a group, shown as it finishes
+    stack = _u8((4, 20, 20), 11)
+    kw = {**KW, "samples": 2}
+    shown, result = [], None
+    for event in iter_stack(stack, client=client, poll=0.05, **kw):
+        if isinstance(event, Finished):
+            result = event.result
+        else:
+            assert event.stage == "planes" and event.batches == 4 and event.total == 4
+            shown.append((event.batch, event.preview()))
+    want = napari_pulse.upscale(stack, **kw)
+    assert np.array_equal(result.image, want.image) and np.array_equal(result.samples, want.samples)
+    assert result.lr_psnr == want.lr_psnr and result.params["blocks"] == 4
+    counts = [groups for groups, _ in shown]
+    assert counts == sorted(counts) and len(set(counts)) > 1  # planes came in one by one
+    for groups, image in shown:  # every plane shown is final; the others are still blank
+        painted = [p for p in range(4) if image[p].any()]
+        assert len(painted) == groups
+        for p in painted:
+            assert np.array_equal(image[p], want.image[p])
+    assert np.array_equal(shown[-1][1], want.image)
+    assert _tasks_running(client) == 0  # nothing of the stack is left on the cluster
+
+
+def _tasks_running(client) -> int:
+    return sum(len(v) for v in client.processing().values())
+
+
+def test_an_rgb_stack_on_a_grayscale_generator_equals_upscale_on_the_cluster(client):
+    from napari_pulse.batch import iter_stack
+
+    stack = _u8((2, 12, 12, 3), 12)  # each colour channel is a plane of the search
+    *events, last = list(iter_stack(stack, client=client, poll=0.05, **KW))
+    want = napari_pulse.upscale(stack, **KW)
+    assert last.result.image.shape == (2, 48, 48, 3)
+    assert np.array_equal(last.result.image, want.image)
+    assert np.array_equal(events[-1].preview(), want.image)
+
+
+def test_one_plane_on_the_cluster_is_one_task_and_closing_the_stream_cancels(client):
+    from napari_pulse.batch import iter_stack
+
+    plane = _u8((20, 20), 13)
+    *events, last = list(iter_stack(plane, client=client, poll=0.05, **KW))
+    want = napari_pulse.upscale(plane, **KW)
+    assert np.array_equal(last.result.image, want.image) and last.result.params["blocks"] == 1
+    assert {(e.total, e.batches) for e in events} == {(1, 1)}
+    assert np.array_equal(events[-1].preview(), want.image)
+    stream = iter_stack(_u8((3, 20, 20), 14), client=client, poll=0.05, **{**KW, "steps": 300})
+    next(stream)
+    assert _tasks_running(client) + len(client.who_has()) > 0  # the work is out there
+    stream.close()
+    deadline = time.monotonic() + 10
+    while _tasks_running(client) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _tasks_running(client) == 0

@@ -430,3 +430,81 @@ def test_a_large_job_says_what_it_will_take_in_the_status(
     assert errors == []
     assert any(s.startswith("large job:") and "GiB of memory" in s for s in seen)
     assert widget.status.value.endswith("dB")  # the result's line replaces it at the end
+
+
+@pytest.fixture(scope="module")
+def scheduler():
+    """The address of a local Dask cluster of 2 worker processes (loopback only)."""
+    import logging
+
+    distributed = pytest.importorskip("distributed")
+    env = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    with distributed.LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        dashboard_address=":0",
+        silence_logs=logging.CRITICAL,
+        env=env,
+    ) as cluster:
+        yield cluster.scheduler_address
+
+
+def test_all_planes_go_to_the_dask_scheduler_when_one_is_set(
+    make_napari_viewer, qtbot, errors, scheduler, monkeypatch
+):
+    import torch
+
+    import napari_pulse
+
+    monkeypatch.setenv("NAPARI_PULSE_SCHEDULER", scheduler)
+    viewer = make_napari_viewer()
+    widget = open_widget(viewer)
+    data = np.random.default_rng(3).random((3, 8, 8)).astype(np.float32)
+    viewer.add_image(data, name="t")
+    viewer.dims.set_point(0, 1.0)
+    events = []
+    job = widget.start(factor=2, all_planes=False, **FAST)  # one plane: in this process
+    assert "Dask" not in widget.status.value
+    qtbot.waitUntil(lambda: widget.job is None, timeout=TIMEOUT)
+    job = widget.start(factor=2, all_planes=True, **FAST)
+    assert scheduler in widget.status.value
+    job.worker.yielded.connect(events.append)
+    qtbot.waitUntil(lambda: widget.job is None, timeout=60_000)
+    assert errors == [] and {e.stage for e in events} == {"planes"}
+    out = viewer.layers[-1]
+    assert out.name.startswith("t x2 (tiny)") and out.data.shape == (3, 16, 16)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # the workers' threads
+    try:
+        want = napari_pulse.upscale(data, factor=2, **FAST)
+    finally:
+        torch.set_num_threads(before)
+    np.testing.assert_array_equal(out.data, want.image)
+    assert not any(layer.name.endswith("(preview)") for layer in viewer.layers)
+
+
+def test_all_planes_of_a_dask_layer_are_read_off_the_viewers_thread(
+    make_napari_viewer, qtbot, errors
+):
+    import threading
+
+    dask = pytest.importorskip("dask")
+    import dask.array as da
+
+    viewer = make_napari_viewer()
+    widget = open_widget(viewer)
+    data = np.random.default_rng(4).random((2, 8, 8)).astype(np.float32)
+    main, reads = threading.get_ident(), []
+
+    def read(block, block_info=None):
+        reads.append((threading.get_ident(), block_info[0]["chunk-location"][0]))
+        return block
+
+    lazy = da.from_array(data, chunks=(1, 8, 8)).map_blocks(read, dtype=data.dtype)
+    viewer.add_image(lazy, name="lazy", contrast_limits=(0, 1))
+    with dask.config.set(scheduler="synchronous"):  # chunks are read by the thread computing
+        run(qtbot, widget, factor=2, all_planes=True, **FAST)
+    out = viewer.layers[-1]
+    assert errors == [] and out.data.shape == (2, 16, 16) and isinstance(out.data, np.ndarray)
+    # The viewer reads the plane it shows; the upscale read every plane, on its own thread.
+    assert {plane for thread, plane in reads if thread != main} == {0, 1}

@@ -1,20 +1,25 @@
-"""Large jobs in blocks of whole tiles, so that memory is bounded whatever the image size.
+"""Large jobs and stacks in blocks of whole tiles: memory bounded whatever the image size,
+and the planes of a stack searched apart from each other.
 
-A job of more than :data:`BLOCK_UNITS` units (tiles x planes) runs as a sequence of smaller
-jobs: groups of planes, and within a plane blocks of at most :data:`BLOCK_TILES` x
-:data:`BLOCK_TILES` tiles that overlap their neighbours by one tile. A block's tiles are
-exactly the whole image's tiles there (its grid is the image's grid, cut), its random
-starts are those of the same tiles in the whole image (:attr:`Job.ids
+A job of more than :data:`BLOCK_UNITS` tiles per plane runs as a sequence of smaller jobs:
+within a plane, blocks of at most :data:`BLOCK_TILES` x :data:`BLOCK_TILES` tiles that
+overlap their neighbours by one tile. A stack runs in groups of whole planes (each plane
+one group, unless its planes are so small that one group needs several to hold
+:data:`GROUP_UNITS` tiles): a plane's result then does not depend on the other planes of
+the stack, which is what lets a batch (:mod:`napari_pulse.batch`) or the viewer run the
+groups apart and show each as it finishes, with the pixels ``upscale`` gives. A block's
+tiles are exactly the whole image's tiles there (its grid is the image's grid, cut), its
+random starts are those of the same tiles in the whole image (:attr:`Job.ids
 <napari_pulse.job.Job.ids>`), and every pipeline stage runs on it as on a small image, the
 seam refinement included. Each finished block is added to the output with feathered
 weights that cross-fade over the shared tile (as tiles are blended within a block); what a
 block held is then freed. What stays for the whole image is the output and a few numbers per
 tile (its low-res pixels, scores and passes).
 
-Images at most :data:`BLOCK_UNITS` units run as one job, exactly as before. In ``params``,
-a tile on a block border counts once per block it was searched in (``passes_per_tile``
-adds its passes; ``tiles_at_eps_after`` counts it in each block); per-tile figures of the
-result (``lr_psnr_tiles``) are measured on the finished output, on the whole image's grid.
+A single plane of at most :data:`BLOCK_UNITS` tiles runs as one job. In ``params``, a tile
+on a block border counts once per block it was searched in (``passes_per_tile`` adds its
+passes; ``tiles_at_eps_after`` counts it in each block); per-tile figures of the result
+(``lr_psnr_tiles``) are measured on the finished output, on the whole image's grid.
 """
 
 from __future__ import annotations
@@ -30,8 +35,12 @@ from .events import Progress, relay
 from .job import Job, State
 from .tiling import TileGrid, _ramp
 
-#: Units (tiles x planes) above which a job runs in blocks.
+#: Tiles of a plane above which it runs in blocks; and the most units (tiles x planes) a
+#: block holds.
 BLOCK_UNITS = 2048
+#: Tiles a group of a stack's planes holds at least (whole planes, as few as reach it):
+#: the encoder rung's two starts per tile then fill a CPU batch of 64 images.
+GROUP_UNITS = 32
 #: Tiles per block side at most (a block of a plane has at most this squared).
 BLOCK_TILES = 32
 
@@ -81,18 +90,30 @@ def _spans(n: int, size: int) -> list[tuple[int, int]]:
 
 
 def plan(grid: TileGrid, n_planes: int) -> list[Block] | None:
-    """The blocks of a job, or None when it runs whole."""
-    if n_planes * len(grid) <= BLOCK_UNITS:
+    """The blocks of a job, or None when it runs whole (a single plane that is not large)."""
+    tiles = len(grid)
+    if n_planes == 1 and tiles <= BLOCK_UNITS:
         return None
-    rows, cols = _spans(len(grid.rows), BLOCK_TILES), _spans(len(grid.cols), BLOCK_TILES)
+    if tiles <= BLOCK_UNITS:  # a stack of planes that are not large: whole planes
+        rows, cols = [(0, len(grid.rows) - 1)], [(0, len(grid.cols) - 1)]
+    else:
+        rows, cols = _spans(len(grid.rows), BLOCK_TILES), _spans(len(grid.cols), BLOCK_TILES)
     per_block = max((b - a + 1) * (d - c + 1) for a, b in rows for c, d in cols)
-    group = max(1, BLOCK_UNITS // per_block)
+    group = max(1, min(-(-GROUP_UNITS // per_block), BLOCK_UNITS // per_block))
     return [
         Block(slice(p, min(n_planes, p + group)), a, b, c, d)
         for p in range(0, n_planes, group)
         for a, b in rows
         for c, d in cols
     ]
+
+
+def groups(parts: list[Block]) -> list[list[int]]:
+    """The indices of ``parts`` by group of planes (every group's blocks, in plan order)."""
+    found: dict[int, list[int]] = {}
+    for i, block in enumerate(parts):
+        found.setdefault(block.planes.start, []).append(i)
+    return list(found.values())
 
 
 def jobs(whole: Job, blocks: list[Block], live: bool = True) -> Iterator[tuple[Block, Job]]:
@@ -112,14 +133,20 @@ def plans(whole: Job, blocks: list[Block], build: Callable[[Job], list]) -> list
 
 
 class Canvas:
-    """The output of a blocked job: blocks added with feathered weights ``(M, C, H, W)``."""
+    """The output of a blocked job: blocks added with feathered weights ``(M, C, H, W)``,
+    in any order (the weights' sums are known from the plan)."""
 
-    def __init__(self, whole: Job) -> None:
+    def __init__(self, whole: Job, parts: list[Block]) -> None:
         f, (h, w) = whole.grid.factor, whole.planes.shape[-2:]
         c = whole.planes.shape[1]
         self.whole, self.f = whole, f
         self.acc = torch.zeros((whole.n_planes, whole.samples, c, h * f, w * f))
         self.norm = torch.zeros((h * f, w * f))
+        for block in parts:
+            if block.planes.start == 0:  # every group of planes has the same windows
+                y0, y1, x0, x1 = self.window(block)
+                self.norm[y0:y1, x0:x1] += self._weight(y1 - y0, x1 - x0)
+        self._seen = torch.zeros_like(self.norm)  # the weights added so far, for the preview
         self._shown: torch.Tensor | None = None  # the preview's image, painted block by block
         self._unshown: list[Block] = []
 
@@ -127,17 +154,25 @@ class Canvas:
         """The block's high-res extent ``(y0, y1, x0, x1)``."""
         return tuple(v * self.f for v in block.window(self.whole.grid))  # type: ignore[return-value]
 
+    def _weight(self, h: int, w: int) -> torch.Tensor:
+        th, tw = (t * self.f for t in self.whole.grid.tile)
+        return _ramp(h, th)[:, None] * _ramp(w, tw)[None, :]
+
     def add(self, block: Block, mosaics: torch.Tensor) -> None:
         """Add a block's mosaics ``(planes x samples, C, H, W)``, planes major."""
         y0, y1, x0, x1 = self.window(block)
-        th, tw = (t * self.f for t in self.whole.grid.tile)
-        weight = _ramp(y1 - y0, th)[:, None] * _ramp(x1 - x0, tw)[None, :]
+        weight = self._weight(y1 - y0, x1 - x0)
         n = self.whole.samples
         part = mosaics.detach().cpu().view(-1, n, *mosaics.shape[1:])
         self.acc[block.planes, :, :, y0:y1, x0:x1] += weight * part
-        if block.planes.start == 0:  # every plane group has the same windows
-            self.norm[y0:y1, x0:x1] += weight
+        if block.planes.start == 0:  # the preview's weights, as far as they are known
+            self._seen[y0:y1, x0:x1] += weight
         self._unshown.append(block)
+
+    def planes(self, planes: slice) -> torch.Tensor:
+        """The blended output of ``planes`` ``(planes, samples, C, H, W)``, once every block
+        of their group was added (a copy: the canvas goes on)."""
+        return self.acc[planes] / self.norm.clamp(min=1e-12)
 
     def image(self) -> torch.Tensor:
         """The blended output ``(planes x samples, C, H, W)``, once every block was added
@@ -157,7 +192,7 @@ class Canvas:
             # Neighbours added later change a window's shared edges: paint with what is known.
             y0, y1, x0, x1 = self.window(block)
             acc = self.acc[block.planes, 0, :, y0:y1, x0:x1]
-            self._shown[block.planes, :, y0:y1, x0:x1] = acc / self.norm[y0:y1, x0:x1]
+            self._shown[block.planes, :, y0:y1, x0:x1] = acc / self._seen[y0:y1, x0:x1]
         self._unshown = []
         return self._shown
 
@@ -193,9 +228,9 @@ class Outcome:
 class Gather:
     """The whole image's state, made from its blocks' outcomes added in plan order."""
 
-    def __init__(self, whole: Job) -> None:
+    def __init__(self, whole: Job, parts: list[Block]) -> None:
         u = whole.n_units
-        self.canvas = Canvas(whole)
+        self.canvas = Canvas(whole, parts)
         self.ood = torch.zeros((u, whole.samples))
         self.latent_mse = torch.zeros(u)
         self.passes = torch.zeros(u, dtype=torch.long)
@@ -240,7 +275,7 @@ def run(
     and, per unit, the chosen samples' scores and the passes."""
     planned = planned if planned is not None else plans(whole, blocks, build)
     total, done = sum(planned), 0
-    gather = Gather(whole)
+    gather = Gather(whole, blocks)
     for (block, job), share in zip(jobs(whole, blocks), planned, strict=True):
         preview = preview_of(job, gather.canvas, block)
         state = yield from relay(

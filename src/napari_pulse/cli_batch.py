@@ -16,7 +16,7 @@ HELP = (
     "Upscale every input (files, globs, folders of TIFF/PNG/JPEG, multi-page TIFF stacks, "
     "zarr and OME-Zarr arrays) into OUTDIR: OUTDIR/<input stem>.tif with the metadata and "
     "companions 'upscale' writes, or OUTDIR/<input stem>.zarr for zarr inputs and inputs "
-    "large enough to run in blocks. The pixels are those 'upscale' gives on each input with "
+    "of more than 2048 tiles x planes. The pixels are those 'upscale' gives on each input with "
     "the same options and torch threads. Runs on a local Dask cluster sized for this "
     "machine, or on the cluster at --scheduler. Outputs are written atomically; a rerun "
     "skips complete outputs; a failing input is reported and the others go on; "

@@ -23,7 +23,9 @@ class Progress:
     """
 
     #: "bank" (warm starts), "guide" (fitting guided starts), "quick" (first wave),
-    #: "search" (latent per tile), "features" (intermediate mode), "blend" (seams)
+    #: "search" (latent per tile), "features" (intermediate mode), "blend" (seams);
+    #: "planes" for a stack on a Dask cluster (:func:`napari_pulse.batch.iter_stack`,
+    #: whose ``done``/``total`` count blocks and ``batch``/``batches`` groups of planes)
     stage: str
     done: int
     total: int

@@ -125,9 +125,11 @@ def run(
     return state
 
 
-def prepare(arr: np.ndarray, rgb: bool, setup: Setup, live: bool = True) -> tuple[Frame, Job]:
+def prepare(
+    arr: np.ndarray, rgb: bool, setup: Setup, live: bool | None = None
+) -> tuple[Frame, Job]:
     """The user's array as the pipeline sees it (planes in [0, 1]), and the job on its
-    tiles (``live``: with the tiles' preview images; never for a job that runs in blocks,
+    tiles (``live``: with the tiles' preview images; None: unless the job runs in blocks,
     :mod:`napari_pulse.blocks`, whose blocks preview their own)."""
     gen, factor = setup.generator, setup.factor
     layout = Layout.of(arr, rgb, gen)
@@ -139,7 +141,8 @@ def prepare(arr: np.ndarray, rgb: bool, setup: Setup, live: bool = True) -> tupl
     grid = TileGrid.plan((h, w), setup.tile, factor, setup.overlap)
     render = Renderer(gen, c, (grid.tile[0] * factor, grid.tile[1] * factor))
     target = torch.from_numpy(np.clip(planes, 0, 1)).to(setup.device)
-    live = live and blocks.plan(grid, planes.shape[0]) is None  # blocks preview their own
+    if live is None:
+        live = blocks.plan(grid, planes.shape[0]) is None  # blocks preview their own
     job = Job.make(render, setup.degrade, grid, target, setup.cfg, setup.seed, live=live)
     return frame, job
 

@@ -47,21 +47,25 @@ class Snapshot:
 
 
 def stream_events(
-    image: np.ndarray,
+    image: Any,
     options: Options,
     cancel: threading.Event,
     min_interval: float = 0.1,
     preview_interval: float | None = 0.5,
+    stream_of: Callable[..., Generator] = iter_upscale,
 ) -> Generator[Progress, None, Any]:
-    """Yield (throttled) :class:`Progress` events of one upscale; return the ``Result``,
-    ``None`` when ``cancel`` was set (the stream is closed at once), or :class:`Failed`.
+    """Yield (throttled) :class:`Progress` events of one upscale (``stream_of(image,
+    options=options)``: :func:`~napari_pulse.iter_upscale`, or a stack's on a cluster,
+    :func:`~napari_pulse.batch.iter_stack`); return the ``Result``, ``None`` when ``cancel``
+    was set (the stream is closed at once), or :class:`Failed`. ``image`` may be a lazy
+    array (dask, zarr): it is read here, on the worker thread.
 
     At most every ``preview_interval`` seconds (never when None) an event carries a
     :class:`Snapshot` of the current best image as its ``preview``, made here on the
     worker thread; other events carry none, so the main thread never touches the search.
     """
     try:
-        stream = iter_upscale(image, options=options)
+        stream = stream_of(image, options=options)
     except Exception as exc:  # noqa: BLE001 - bad choices: the core's message for the user
         return Failed(exc)
     last = last_preview = -np.inf
@@ -124,7 +128,7 @@ class UpscaleJob:
 
     def __init__(
         self,
-        image: np.ndarray,
+        image: Any,
         options: Options,
         *,
         on_result: Callable[[Any], None],
@@ -132,6 +136,7 @@ class UpscaleJob:
         on_done: Callable[[], None],
         on_progress: Callable[[Progress], None] | None = None,
         description: str = "PULSE upscale",
+        stream_of: Callable[..., Generator] = iter_upscale,
     ) -> None:
         from napari.qt.threading import create_worker
 
@@ -148,6 +153,7 @@ class UpscaleJob:
             image,
             options,
             self.cancel_flag,
+            stream_of=stream_of,
             _start_thread=False,
             _connect={
                 "yielded": self._progress,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,11 +22,14 @@ from napari.layers import Image, Shapes
 from napari.utils.notifications import show_error, show_info, show_warning
 
 from .. import guide
+from ..api import iter_upscale
 from ..bank import atypical_warning
+from ..batch.cluster import SCHEDULER_ENV
 from ..degrade import DEGRADATIONS, MAX_SIGMA_PER_FACTOR
 from ..generators import available, default_for, load
 from ..generators.registry import GeneratorInfo
 from ..intermediate import MODES, IntermediateConfig, ood_warning
+from ..layout import has_single_channel
 from ..options import Options, present_devices, starts_config
 from ..search import SearchConfig
 from .layers import preview_layer, result_layers
@@ -410,7 +415,8 @@ class UpscaleWidget(Container):
                 i = int(np.clip(np.round(point[axis]), 0, layer.data.shape[axis] - 1))
                 index[axis] = slice(i, i + 1)
                 offset[axis] = i
-        return np.asarray(layer.data[(*index, rows, cols)]), offset
+        # A lazy layer's (dask, zarr) pixels are read on the worker thread, not here.
+        return layer.data[(*index, rows, cols)], offset
 
     def start(self, layer: Image | None = None, **overrides: Any) -> UpscaleJob | None:
         """Start an upscale of ``layer`` (default: the chosen one) with the widget's choices,
@@ -440,6 +446,7 @@ class UpscaleWidget(Container):
             "colormap": None if layer.rgb else layer.colormap,
             "contrast_limits": None if layer.rgb else tuple(layer.contrast_limits),
         }
+        stream_of, where = _stream_for(data, rgb=bool(layer.rgb))
         self.job = UpscaleJob(
             data,
             opts,
@@ -448,10 +455,11 @@ class UpscaleWidget(Container):
             on_done=self._done,
             on_progress=lambda event: self._show_preview(event, opts, source),
             description=f"Upscaling {layer.name} x{opts.factor}",
+            stream_of=stream_of,
         )
         self.run_button.enabled = False
         self.cancel_button.enabled = True
-        self.status.value = f"upscaling {layer.name} x{opts.factor}..."
+        self.status.value = f"upscaling {layer.name} x{opts.factor}{where}..."
         return self.job.start()
 
     def _bound_sigma(self, factor: int | None) -> None:
@@ -516,6 +524,20 @@ class UpscaleWidget(Container):
         self.job = None
         self.cancel_button.enabled = False
         self.run_button.enabled = bool(self._factors)
+
+
+def _stream_for(data: Any, rgb: bool) -> tuple[Any, str]:
+    """How a run's events are made, and where it runs in words: a stack's planes go to the
+    Dask cluster of ``$NAPARI_PULSE_SCHEDULER`` when it is set
+    (:func:`~napari_pulse.batch.iter_stack`), anything else runs in this process."""
+    address = os.environ.get(SCHEDULER_ENV)
+    lead = data.shape[: -3 if rgb or has_single_channel(data.shape, rgb) else -2]
+    planes = int(np.prod(lead))
+    if not address or planes < 2:
+        return iter_upscale, ""
+    from ..batch import iter_stack  # distributed is imported only when it is used
+
+    return partial(iter_stack, scheduler=address), f" on the Dask cluster at {address}"
 
 
 def _generator_name(opts: Options, known: dict[str, GeneratorInfo]) -> str:

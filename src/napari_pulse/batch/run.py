@@ -43,7 +43,7 @@ def batch(
 
     Each input goes to ``outdir/<stem>.tif`` (with ``_samples``/``_std`` companions, as the
     ``upscale`` command writes them), or to ``outdir/<stem>.zarr`` when the input is zarr
-    or large enough to run in blocks; the pixels are ``upscale``'s on the same input and
+    or has more than 2048 tiles x planes; the pixels are ``upscale``'s on the same input and
     options (bit for bit on CPU with the same torch threads, up to float rounding on a busy
     machine; see the README's "Many images"). ``options`` and ``settings`` are those of
     :func:`napari_pulse.upscale` (the generator by name or file: workers load it
@@ -69,10 +69,7 @@ def batch(
             if entry.status != "pending":
                 event = BatchProgress(0, len(specs), 0, 0.0, entry.input, entry.status)
                 progress(replace(event, message=entry.error or ""))
-    local = client is None and not (scheduler or os.environ.get(SCHEDULER_ENV))
-    if local and workers is None and pick_device(opts.device).type != "cpu":
-        workers = 1  # one GPU: worker processes would all share it (cuda:0)
-    cluster = wrap(client) if client is not None else connect(scheduler, workers) if specs else None
+    cluster = cluster_for(opts, scheduler, client, workers) if specs else None
     try:
         if cluster is not None:
             report.workers, report.scheduler = cluster.n_workers, cluster.address
@@ -87,6 +84,19 @@ def batch(
         if cluster is not None:
             cluster.close()
     return report
+
+
+def cluster_for(
+    options: Options, scheduler: str | None, client: Any, workers: int | None
+) -> Cluster:
+    """``client``, else the cluster at ``scheduler`` (or ``$NAPARI_PULSE_SCHEDULER``), else
+    a local cluster of ``workers`` processes (one, where the search runs on a GPU)."""
+    if client is not None:
+        return wrap(client)
+    local = not (scheduler or os.environ.get(SCHEDULER_ENV))
+    if local and workers is None and pick_device(options.device).type != "cpu":
+        workers = 1  # one GPU: worker processes would all share it (cuda:0)
+    return connect(scheduler, workers)
 
 
 def _options(options: Options | None, settings: dict[str, Any]) -> Options:
@@ -122,7 +132,7 @@ def batch_key(item: Item, options: Options) -> str:
             "input": _stamp(item.source),
             "generator_file": weights,
             "options": options.describe(),
-            "blocks": [blocks.BLOCK_UNITS, blocks.BLOCK_TILES],
+            "blocks": [blocks.BLOCK_UNITS, blocks.BLOCK_TILES, blocks.GROUP_UNITS],
         },
         sort_keys=True,
         default=str,
@@ -159,7 +169,7 @@ def _todo(items: list[Item], opts: Options, overwrite: bool, report: Report) -> 
             )
             continue
         _sweep(item, opts.samples)
-        specs.append(work.Spec(item, opts, key, blocks.BLOCK_UNITS, blocks.BLOCK_TILES))
+        specs.append(work.Spec.of(item, opts, key))
     return specs
 
 

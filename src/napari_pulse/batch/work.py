@@ -18,11 +18,13 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from .. import blocks, pipeline
 from ..api import check_image
+from ..job import Job
 from ..options import Options
 from ..result import Result
 from ..writing import write_tiffs, write_zarr
@@ -31,16 +33,24 @@ from .inputs import Item, is_zarr, read
 
 @dataclass(frozen=True)
 class Spec:
-    """One input's work: where it goes, the options (the generator by name or absolute
-    path), the key its outputs record, and the settings the worker takes from the client
-    (block sizes, torch threads; None leaves the worker's own)."""
+    """One input's work: where it goes (None for an array sent with the tasks), the options
+    (the generator by name or absolute path), the key its outputs record, and the settings
+    the worker takes from the client (block sizes, torch threads; None leaves the worker's
+    own)."""
 
-    item: Item
+    item: Item | None
     options: Options
     key: str
-    block_units: int = blocks.BLOCK_UNITS
-    block_tiles: int = blocks.BLOCK_TILES
+    block_units: int
+    block_tiles: int
+    group_units: int
     threads: int | None = None
+
+    @classmethod
+    def of(cls, item: Item | None, options: Options, key: str) -> Spec:
+        """The spec with this process's block sizes (:mod:`napari_pulse.blocks`)."""
+        sizes = blocks.BLOCK_UNITS, blocks.BLOCK_TILES, blocks.GROUP_UNITS
+        return cls(item, options, key, *sizes)
 
 
 @dataclass(frozen=True)
@@ -73,6 +83,7 @@ KEEP = 2
 
 def _configure(spec: Spec) -> None:
     blocks.BLOCK_UNITS, blocks.BLOCK_TILES = spec.block_units, spec.block_tiles
+    blocks.GROUP_UNITS = spec.group_units
     _malloc_as_usual()
     if spec.threads is not None and torch.get_num_threads() != spec.threads:
         torch.set_num_threads(spec.threads)
@@ -101,13 +112,15 @@ def _malloc_as_usual() -> None:
     libc.mallopt(m_trim_threshold, 64 * 2**20)
 
 
-def _prepare(spec: Spec) -> tuple:
-    """The input read and prepared as ``upscale`` prepares it: ``(array, rgb, setup, frame,
-    whole job, blocks)`` (kept for the input's next task on this worker)."""
+def _prepare(spec: Spec, array: Any = None) -> tuple:
+    """The input (``array``, else read from its file) prepared as ``upscale`` prepares it:
+    ``(array, rgb, setup, frame, whole job, blocks)`` (kept for the input's next task on
+    this worker)."""
     with _lock:  # one read of an input at a time, whatever the worker's threads
         found = _prepared.get(spec.key)
         if found is None:
-            arr, rgb = check_image(read(spec.item.source), spec.options.rgb)
+            source = read(spec.item.source) if array is None else array
+            arr, rgb = check_image(source, spec.options.rgb)
             setup = spec.options.resolve(rgb)
             frame, whole = pipeline.prepare(arr, rgb, setup)  # live (preview) when whole
             parts = blocks.plan(whole.grid, whole.n_planes)
@@ -137,15 +150,25 @@ def start(spec: Spec) -> Done | Blocked:
     forget(spec.key)  # a whole input needs nothing kept
     stages, state = pipeline.quietly(setup, whole)
     result = pipeline.finish(frame, whole, state, setup, rgb, stages, None)
-    outs = _write(spec, result, is_zarr(spec.item.source))
+    outs = _write(spec, result, large(spec, whole))
     return _done(result, outs, whole.n_planes, 1, t0)
 
 
-def search(spec: Spec, index: int) -> tuple[blocks.Outcome, float]:
-    """Block ``index`` of the input searched; its outcome and the seconds it took."""
+def upscale_array(spec: Spec, array: Any) -> Result:
+    """``upscale`` of an array that runs whole (one plane, not large), on a worker."""
+    _configure(spec)
+    _, rgb, setup, frame, whole, _ = _prepare(spec, array)
+    forget(spec.key)
+    stages, state = pipeline.quietly(setup, whole)
+    return pipeline.finish(frame, whole, state, setup, rgb, stages, None)
+
+
+def search(spec: Spec, index: int, array: Any = None) -> tuple[blocks.Outcome, float]:
+    """Block ``index`` of the input (``array``, else its file) searched; its outcome and
+    the seconds it took."""
     t0 = time.perf_counter()
     _configure(spec)
-    _, _, setup, _, whole, parts = _prepare(spec)
+    _, _, setup, _, whole, parts = _prepare(spec, array)
     outcome = pipeline.search_block(setup, whole, parts[index])
     if index != len(parts) - 1:
         outcome.bank = None  # the result takes the last block's bank: the others stay here
@@ -153,19 +176,25 @@ def search(spec: Spec, index: int) -> tuple[blocks.Outcome, float]:
 
 
 def finish(spec: Spec, *found: tuple[blocks.Outcome, float]) -> Done:
-    """The blocks' outcomes added in order, the result measured and written as zarr."""
+    """The blocks' outcomes added in order, the result measured and written."""
     t0 = time.perf_counter()
     _configure(spec)
     _, rgb, setup, frame, whole, parts = _prepare(spec)
-    gather = blocks.Gather(whole)
+    gather = blocks.Gather(whole, parts)
     for block, (outcome, _) in zip(parts, found, strict=True):
         gather.add(block, block.units(whole.grid, len(whole.grid)), outcome)
     stages = pipeline.build(setup, whole)
     result = pipeline.finish(frame, whole, gather.state(), setup, rgb, stages, parts)
     forget(spec.key)
-    outs = _write(spec, result, zarr=True)
+    outs = _write(spec, result, large(spec, whole))
     searched = sum(seconds for _, seconds in found)  # the blocks' own time, where they ran
     return _done(result, outs, whole.n_planes, len(parts), t0 - searched)
+
+
+def large(spec: Spec, whole: Job) -> bool:
+    """Whether an input's outputs go to zarr: a zarr input, or more than
+    :data:`~napari_pulse.blocks.BLOCK_UNITS` tiles x planes (TIFF otherwise)."""
+    return is_zarr(spec.item.source) or whole.n_units > blocks.BLOCK_UNITS
 
 
 def _write(spec: Spec, result: Result, zarr: bool) -> list[Path]:
