@@ -45,7 +45,7 @@ import pytest
 import torch
 
 import napari_pulse
-from napari_pulse import bank, guide
+from napari_pulse import bank, guide, render
 from napari_pulse.generators import dcgan
 from napari_pulse.intermediate import IntermediateConfig
 from napari_pulse.search import SearchConfig
@@ -221,6 +221,15 @@ def _faces_ok() -> bool:
     return dcgan.faces_weights_path() is not None
 
 
+@pytest.fixture(scope="module", autouse=True)
+def float32_passes():
+    """The recording holds float32 passes, whatever the CPU (``precision="auto"`` picks
+    bfloat16 where the CPU computes it natively; ``test_precision.py`` covers that)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(render, "native_bfloat16", lambda device: False)
+        yield
+
+
 @pytest.fixture(scope="module")
 def recorded() -> tuple[dict, Any]:
     if not JSON.is_file():
@@ -266,8 +275,11 @@ def test_the_pipeline_gives_the_recorded_results(name, recorded, tmp_path):
 
 
 def record() -> None:
-    """Run every case and write the recording (the face cases only with the weights)."""
+    """Run every case and write the recording (the face cases only with the weights), with
+    float32 passes (see :func:`float32_passes`)."""
     import tempfile
+
+    render.native_bfloat16 = lambda device: False
 
     HERE.mkdir(exist_ok=True)
     inputs = _inputs()

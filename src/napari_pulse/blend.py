@@ -49,14 +49,18 @@ class SeamBlend:
         offsets = {k: per_mosaic(job, o) for k, o in c.offsets.items()}
         mosaic = Mosaic(job.grid, per_mosaic(job, c.images))
         steps, t = job.cfg.n_blend_steps, len(job.grid)
+        chunks = job.cfg.batches(t, job.n_mosaics)  # a batch at a time
         if (t > 1 or self.single) and steps > 0:
-            chunks, plan = job.cfg.batches(t, job.n_mosaics), self.plan(job)  # a batch at a time
+            plan = self.plan(job)
             for i, idx in enumerate(chunks):
                 events = ticks_as_progress(self.name, i * steps, plan, i + 1, len(chunks))
                 best = yield from relay(self._chunk(job, mosaic, idx, z, noise, offsets), events)
                 tiles = torch.tensor(idx)
                 units = (torch.arange(job.n_planes)[:, None] * t + tiles[None]).flatten()
                 state = state.spent(units, best.evaluations * job.samples)
+        elif job.render.fast is not None:  # the search's images were made in its fast dtype
+            for idx in chunks:
+                _final(job, mosaic, idx, z, noise, offsets)
         return replace(state, mosaics=mosaic.image())
 
     def _chunk(self, job: Job, mosaic: Mosaic, idx: list[int], z, noise, offsets):
@@ -98,13 +102,23 @@ class SeamBlend:
             rows=len(idx),
         )
         best_z, best_n = best.values[0], best.values[1:]
-        with torch.no_grad():
-            final = render(best_z, best_n or None, oc).view(m, len(idx), *tile_shape)
-        mosaic.update(idx, final)
         z[:, idx] = best_z.view(m, len(idx), *z.shape[2:])
         for n, bn in zip(noise, best_n, strict=True):
             n[:, idx] = bn.view(m, len(idx), *n.shape[2:])
+        _final(job, mosaic, idx, z, noise, offsets)
         return best
+
+
+def _final(job: Job, mosaic: Mosaic, idx: list[int], z, noise, offsets) -> None:
+    """Render the tiles ``idx`` of every mosaic from their latents (``(M, T, ...)``), in
+    float32 (no gradients), into ``mosaic``."""
+    m = z.shape[0]
+    with torch.no_grad():
+        zc = z[:, idx].flatten(0, 1)
+        nc = [n[:, idx].flatten(0, 1) for n in noise]
+        oc = {k: o[:, idx].flatten(0, 1) for k, o in offsets.items()}
+        final = job.render(zc, nc or None, oc).view(m, len(idx), *mosaic.tiles.shape[2:])
+    mosaic.update(idx, final)
 
 
 def _region(grid, idx: list[int], margin: int):

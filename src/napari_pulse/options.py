@@ -24,6 +24,7 @@ from .generators import DomainGenerator, default_for, load
 from .intensity import NORMALIZATIONS
 from .intermediate import MODES, IntermediateConfig, check_layers
 from .job import MAX_SEED
+from .render import pass_dtype
 from .search import SearchConfig, batch_width
 
 
@@ -130,7 +131,9 @@ def _check_number(value: Any, strict: bool, message: str) -> None:
 
 
 def _with_width(cfg: SearchConfig, device: torch.device) -> SearchConfig:
-    """``cfg`` with its batch width set (chosen for the device when not given)."""
+    """``cfg`` with its batch width set (chosen for the device when not given); its
+    precision checked."""
+    pass_dtype(cfg.precision, device)  # a clear error for an unknown precision
     if cfg.batch_size is not None:
         _count("config.batch_size", cfg.batch_size, 1)
         return cfg

@@ -53,7 +53,7 @@ from .job import Job, Stage, State
 from .layout import Layout
 from .options import Setup
 from .refine import RefineConfig, RefineSearch
-from .render import Renderer
+from .render import Renderer, pass_dtype
 from .result import Frame, Result, assemble
 from .search import LatentSearch
 from .starts import BlindStarts, EncoderStarts, GuidedStarts, NearestStarts
@@ -139,7 +139,8 @@ def prepare(
     frame = Frame(layout, intensity, arr.dtype, planes)
     c, h, w = planes.shape[1:]
     grid = TileGrid.plan((h, w), setup.tile, factor, setup.overlap)
-    render = Renderer(gen, c, (grid.tile[0] * factor, grid.tile[1] * factor))
+    fast = pass_dtype(setup.cfg.precision, setup.device)
+    render = Renderer(gen, c, (grid.tile[0] * factor, grid.tile[1] * factor), fast)
     target = torch.from_numpy(np.clip(planes, 0, 1)).to(setup.device)
     if live is None:
         live = blocks.plan(grid, planes.shape[0]) is None  # blocks preview their own

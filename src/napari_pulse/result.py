@@ -137,6 +137,7 @@ def params(frame: Frame, job: Job, state: State, setup: Setup, rgb: bool) -> dic
         "intermediate": inter if setup.mode == "intermediate" else None,
         "latent_phase_tile_lr_psnr": _psnr_array(latent_mse).tolist(),
         "search": dict(cfg.__dict__),
+        "precision": "float32" if job.render.fast is None else str(job.render.fast).split(".")[1],
         "device": str(setup.device),
         "napari_pulse": __version__,
         "torch": torch.__version__,

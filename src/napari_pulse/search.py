@@ -49,6 +49,10 @@ class SearchConfig:
     optimize_noise: bool = True
     #: Generator images per forward pass; None: :func:`batch_width` for the device.
     batch_size: int | None = None
+    #: Arithmetic of the search's passes: "auto" (bfloat16 where the device computes it
+    #: natively, :func:`~napari_pulse.render.native_bfloat16`; float32 elsewhere),
+    #: "float32" or "bfloat16". The images of the result are always rendered in float32.
+    precision: str = "auto"
     #: Warm starts: each tile's starts are its nearest of ``bank`` prior draws (low-res
     #: MSE; see :mod:`napari_pulse.bank`). 0: blind random starts.
     bank: int = 0
