@@ -50,7 +50,9 @@ def iter_stack(
     ``batch``/``batches`` groups of planes) comes when a block finishes and every ``poll``
     seconds; its ``preview`` returns the output so far in the input's units and dtype, the
     best sample of every finished plane and zeros elsewhere. Closing the stream cancels the
-    tasks. A failing task ends the stream with its error.
+    tasks. A failing task ends the stream with its error; so do bad options and an
+    unreachable scheduler, at the first event (unlike ``iter_upscale``, nothing is checked
+    before the stream is returned).
     """
     opts = _options(options, settings)
     arr, rgb = check_image(image, opts.rgb)
