@@ -13,9 +13,13 @@ with the loop's (equal bit for bit, largest difference, share of pixels that dif
 outputs of another thread count differ by float rounding). Dask's overhead on one worker
 is ``1 - loop wall / (1 worker, all threads) wall``; the scaling in workers is 2 workers
 x 1 thread against 1 worker x 1 thread. ``--loop-twice`` also runs the loop again in a new
-process and compares it with the first.
+process and compares it with the first. ``--warm R`` then runs R rounds on one local
+cluster of 1 worker with every core's threads, kept between rounds: in each, the loop and
+then the batch, one after the other, so that the machine's drift falls on both alike; the
+median of the rounds' ratios is Dask's overhead on a warm worker (no cluster start, the
+worker's torch, generator and encoder already loaded).
 
-    python bench/batch.py [--n 8] [--loop-twice] [--steps ...]
+    python bench/batch.py [--n 8] [--loop-twice] [--warm 3 [--only-warm]] [--steps ...]
 """
 
 from __future__ import annotations
@@ -77,6 +81,27 @@ def run_batch(
     return wall, started, {p.stem: tifffile.imread(out / f"{p.stem}.tif") for p in paths}
 
 
+def warm_rounds(paths: list[Path], out: Path, opts, rounds: int) -> None:
+    """The loop and a batch on one warm 1-worker cluster, in turn, ``rounds`` times."""
+    cluster = connect(workers=1)
+    try:
+        cluster.client.run(torch.set_num_threads, cores())  # as a cluster made for a batch
+        batch(paths[:1], out / "warm-up", client=cluster.client, options=opts)
+        ratios = []
+        for r in range(rounds):
+            loop_wall, ref = loop(paths, opts)
+            t0 = time.perf_counter()
+            done = batch(paths, out / f"round{r}", client=cluster.client, options=opts)
+            wall = time.perf_counter() - t0
+            assert done.ok, done.summary()
+            outs = {p.stem: tifffile.imread(out / f"round{r}" / f"{p.stem}.tif") for p in paths}
+            ratios.append(wall / loop_wall)
+            report(f"warm round {r + 1}", loop_s=loop_wall, batch_s=wall, **compare(outs, ref))
+        report("Dask's overhead on a warm worker", median=f"{np.median(ratios) - 1:+.3f}")
+    finally:
+        cluster.close()
+
+
 def loop(paths: list[Path], opts) -> tuple[float, dict[str, np.ndarray]]:
     """Wall seconds of a plain loop of ``upscale`` calls in this process, and the images."""
     t0 = time.perf_counter()
@@ -99,6 +124,8 @@ def main() -> None:
     p = parser(__doc__, n=8, generator="nuclei", factor=4, search=True)
     p.add_argument("--loop-twice", action="store_true", help="and the loop again in a new process")
     p.add_argument("--save", type=Path, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--warm", type=int, default=0, help="rounds on one warm 1-worker cluster")
+    p.add_argument("--only-warm", action="store_true", help="only the --warm rounds")
     args = p.parse_args()
     args.threads = cores()
     begin(args)
@@ -110,6 +137,9 @@ def main() -> None:
             np.savez(args.save, **loop(paths, opts)[1])
             return
         print(f"inputs: {len(paths)} held-out nuclei fields, 32x32 (9 tiles), x4, {describe(opts)}")
+        if args.only_warm:
+            warm_rounds(paths, tmp, opts, args.warm)
+            return
         loop_wall, ref = loop(paths, opts)
         report(
             "loop",
@@ -138,6 +168,8 @@ def main() -> None:
         one, two = walls[1, 1], walls.get((2, 1))
         if two is not None:
             report("2 workers x 1 thread against 1 worker x 1 thread", speedup=one / two)
+        if args.warm:
+            warm_rounds(paths, tmp, opts, args.warm)
 
 
 if __name__ == "__main__":
