@@ -40,3 +40,31 @@ def test_tiled_result_has_no_seams():
     on, off = _jumps(r.image.astype(np.float64), edges)
     assert on <= 1.5 * off, (on, off)
     assert r.lr_psnr > 25
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_the_seam_refinement_refines_groups_of_tiles_in_turn(monkeypatch):
+    from napari_pulse import blend
+    from napari_pulse.search import SearchConfig
+
+    seen: list[list[int]] = []
+    real = blend.SeamBlend._chunk
+
+    def spy(self, job, mosaic, idx, *args):
+        seen.append(list(idx))
+        return (yield from real(self, job, mosaic, idx, *args))
+
+    monkeypatch.setattr(blend.SeamBlend, "_chunk", spy)
+    low = np.random.default_rng(0).random((20, 20)).astype(np.float32)  # 3x3 tiles
+    events: list = []
+    cfg = SearchConfig(blend_tiles=4, blend_steps=5)
+    r = napari_pulse.upscale(
+        low, generator="tiny", factor=4, steps=8, restarts=2, config=cfg, progress=events.append
+    )
+    assert seen == [[0, 1, 2, 3], [4, 5, 6, 7], [8]]  # every tile once, 4 at a time
+    blends = [e for e in events if e.stage == "blend"]
+    assert {e.batches for e in blends} == {3} and max(e.batch for e in blends) == 3
+    assert r.params["search"]["blend_tiles"] == 4
+    seen.clear()
+    napari_pulse.upscale(low, generator="tiny", factor=4, steps=8, restarts=2)
+    assert seen == [list(range(9))] and SearchConfig().n_blend_steps == 75  # the defaults

@@ -41,7 +41,7 @@ class SeamBlend:
     def plan(self, job: Job) -> int:
         t = len(job.grid)
         runs = t > 1 or self.single
-        return len(job.cfg.batches(t, job.n_mosaics)) * job.cfg.n_blend_steps if runs else 0
+        return len(_chunks(job)) * job.cfg.n_blend_steps if runs else 0
 
     def run(self, job: Job, state: State) -> Generator[Progress, None, State]:
         c = state.chosen
@@ -49,7 +49,7 @@ class SeamBlend:
         offsets = {k: per_mosaic(job, o) for k, o in c.offsets.items()}
         mosaic = Mosaic(job.grid, per_mosaic(job, c.images))
         steps, t = job.cfg.n_blend_steps, len(job.grid)
-        chunks = job.cfg.batches(t, job.n_mosaics)  # a batch at a time
+        chunks = _chunks(job)
         if (t > 1 or self.single) and steps > 0:
             plan = self.plan(job)
             for i, idx in enumerate(chunks):
@@ -107,6 +107,15 @@ class SeamBlend:
             n[:, idx] = bn.view(m, len(idx), *n.shape[2:])
         _final(job, mosaic, idx, z, noise, offsets)
         return best
+
+
+def _chunks(job: Job) -> list[list[int]]:
+    """The tile positions refined together (``SearchConfig.blend_tiles``; by default as
+    many as fill a batch with every mosaic's tile)."""
+    t, size = len(job.grid), job.cfg.blend_tiles
+    if size is None:
+        return job.cfg.batches(t, job.n_mosaics)
+    return [list(range(s, min(t, s + size))) for s in range(0, t, max(1, size))]
 
 
 def _final(job: Job, mosaic: Mosaic, idx: list[int], z, noise, offsets) -> None:
