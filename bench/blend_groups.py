@@ -12,12 +12,8 @@ lr_psnr and PSNR/SSIM against the truth, one process, in the order given.
 
 from __future__ import annotations
 
-import numpy as np
-
-import napari_pulse
-from field import field
-from harness import begin, parser, report, timed
-from napari_pulse.metrics import psnr, ssim
+from field import field, upscale_and_report
+from harness import begin, parser
 from napari_pulse.search import SearchConfig
 
 
@@ -32,16 +28,10 @@ def main() -> None:
     for run in args.runs:
         tiles, steps = (None if v == "n" else int(v) for v in run.split(":"))
         cfg = SearchConfig(blend_tiles=tiles, blend_steps=steps)
-        seconds, r = timed(napari_pulse.upscale, low, generator="nuclei", factor=4, config=cfg)
-        x = r.image.astype(np.float32) / 255
-        report(
-            f"{args.size}x{args.size} field, blend_tiles {tiles}, blend steps {cfg.n_blend_steps}",
-            seconds=seconds,
-            tiles_at_eps=f"{int(r.success_tiles.sum())}/{r.success_tiles.size}",
-            lr_psnr_db=r.lr_psnr,
-            psnr_db=f"{psnr(x, truth):.2f}",
-            ssim=f"{ssim(x, truth):.3f}",
+        label = (
+            f"{args.size}x{args.size} field, blend_tiles {tiles}, blend steps {cfg.n_blend_steps}"
         )
+        upscale_and_report(label, low, truth, config=cfg)
 
 
 if __name__ == "__main__":

@@ -14,15 +14,12 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
 import torch
 
-import napari_pulse
-from field import field
+from field import field, upscale_and_report
 from generator_speed import step
-from harness import begin, parser, report, timed
+from harness import begin, parser, report
 from napari_pulse.generators import load
-from napari_pulse.metrics import psnr, ssim
 from napari_pulse.render import native_bfloat16
 from napari_pulse.search import SearchConfig
 
@@ -77,18 +74,9 @@ def main() -> None:
     truth, low = field(args.size)
     for precision in ("bfloat16", "float32"):
         for seed in args.seeds:
-            cfg = SearchConfig(precision=precision)
-            seconds, r = timed(
-                napari_pulse.upscale, low, generator="nuclei", factor=4, seed=seed, config=cfg
-            )
-            x = r.image.astype(np.float32) / 255
-            report(
-                f"{args.size}x{args.size} field, {precision}, seed {seed}",
-                seconds=seconds,
-                tiles_at_eps=f"{int(r.success_tiles.sum())}/{r.success_tiles.size}",
-                lr_psnr_db=r.lr_psnr,
-                psnr_db=f"{psnr(x, truth):.2f}",
-                ssim=f"{ssim(x, truth):.3f}",
+            label = f"{args.size}x{args.size} field, {precision}, seed {seed}"
+            upscale_and_report(
+                label, low, truth, seed=seed, config=SearchConfig(precision=precision)
             )
 
 
