@@ -28,9 +28,8 @@ def main() -> None:
     for run in args.runs:
         tiles, steps = (None if v == "n" else int(v) for v in run.split(":"))
         cfg = SearchConfig(blend_tiles=tiles, blend_steps=steps)
-        label = (
-            f"{args.size}x{args.size} field, blend_tiles {tiles}, blend steps {cfg.n_blend_steps}"
-        )
+        steps_run = cfg.blend_steps_for(2)  # for an image of several tiles
+        label = f"{args.size}x{args.size} field, blend_tiles {tiles}, blend steps {steps_run}"
         upscale_and_report(label, low, truth, config=cfg)
 
 

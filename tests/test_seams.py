@@ -67,4 +67,4 @@ def test_the_seam_refinement_refines_groups_of_tiles_in_turn(monkeypatch):
     assert r.params["search"]["blend_tiles"] == 4
     seen.clear()
     napari_pulse.upscale(low, generator="tiny", factor=4, steps=8, restarts=2)
-    assert seen == [list(range(9))] and SearchConfig().n_blend_steps == 75  # the defaults
+    assert seen == [list(range(9))] and SearchConfig().blend_steps_for(9) == 75  # the defaults

@@ -41,14 +41,15 @@ class SeamBlend:
     def plan(self, job: Job) -> int:
         t = len(job.grid)
         runs = t > 1 or self.single
-        return len(_chunks(job)) * job.cfg.n_blend_steps if runs else 0
+        return len(_chunks(job)) * job.cfg.blend_steps_for(t) if runs else 0
 
     def run(self, job: Job, state: State) -> Generator[Progress, None, State]:
         c = state.chosen
         z, noise = per_mosaic(job, c.z), [per_mosaic(job, n) for n in c.noise]
         offsets = {k: per_mosaic(job, o) for k, o in c.offsets.items()}
         mosaic = Mosaic(job.grid, per_mosaic(job, c.images))
-        steps, t = job.cfg.n_blend_steps, len(job.grid)
+        t = len(job.grid)
+        steps = job.cfg.blend_steps_for(t)
         chunks = _chunks(job)
         if (t > 1 or self.single) and steps > 0:
             plan = self.plan(job)
@@ -66,7 +67,7 @@ class SeamBlend:
     def _chunk(self, job: Job, mosaic: Mosaic, idx: list[int], z, noise, offsets):
         """Refine the tiles ``idx`` of every mosaic on their region of the mosaics."""
         cfg, render, grid = job.cfg, job.render, job.grid
-        m, f, steps = z.shape[0], grid.factor, cfg.n_blend_steps
+        m, f, steps = z.shape[0], grid.factor, cfg.blend_steps_for(len(grid))
         box, keep, inner = _region(grid, idx, math.ceil(job.degrade.margin / f))
         targets = job.planes.repeat_interleave(job.samples, dim=0)
         target = targets[..., inner[0] : inner[1], inner[2] : inner[3]]

@@ -103,7 +103,7 @@ def passes(job: Job, stages: list[Stage]) -> int:
     else:
         explore = cfg.n_explore_steps
         per_unit = cfg.restarts * explore + cfg.n_keep * (cfg.steps - explore)
-    return job.n_units * (per_unit + cfg.samples * cfg.n_blend_steps)
+    return job.n_units * (per_unit + cfg.samples * cfg.blend_steps_for(len(job.grid)))
 
 
 def pass_rate(job: Job, repeats: int = 3) -> float:

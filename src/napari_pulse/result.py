@@ -129,7 +129,7 @@ def params(frame: Frame, job: Job, state: State, setup: Setup, rgb: bool) -> dic
         "rgb": rgb,
         "channel_conversion": frame.layout.conversion(gen),
         "tiles": {"grid": list(grid.shape), "tile": list(grid.tile), "overlap": grid.overlap},
-        "blend_steps": cfg.n_blend_steps if len(grid) > 1 else 0,
+        "blend_steps": cfg.blend_steps_for(len(grid)) if len(grid) > 1 else 0,
         "mode": setup.mode,
         "quick_wave_tiles_at_eps": state.at_eps.get("quick"),
         "tiles_at_eps_after": dict(state.at_eps),

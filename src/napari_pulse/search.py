@@ -42,7 +42,7 @@ class SearchConfig:
     refine_lr: float = 0.1
     l2_weight: float = 100.0
     geocross_weight: float = 0.05  # only for generators whose latent calls for it
-    blend_steps: int | None = None  # seam refinement steps; None: 3/16 of steps (>= 1); 0: off
+    blend_steps: int | None = None  # seam refinement steps; None: blend_steps_for; 0: off
     blend_lr: float = 0.05
     #: Tile positions the seam refinement refines at once, in turn, with the others held
     #: fixed (each group fits to its refined neighbours); None: as many as fill a batch of
@@ -115,9 +115,15 @@ class SearchConfig:
             rungs.append((self.n_keep, self.steps - explore, self.refine_lr, self.n_keep))
         return rungs
 
-    @property
-    def n_blend_steps(self) -> int:
-        return max(1, self.steps * 3 // 16) if self.blend_steps is None else self.blend_steps
+    def blend_steps_for(self, tiles: int) -> int:
+        """Seam refinement steps for an image of ``tiles`` tiles: ``blend_steps``, else a
+        quarter of ``steps`` for one tile (the last part of its fit) and 3/16 of them (at
+        least 1) for several, refined in groups of ``blend_tiles``: measured, one tile
+        loses 0.2-0.4 dB at 3/16, and several gain at the same cost
+        (``bench/blend_groups.py``, ``bench/heldout_x4.py``)."""
+        if self.blend_steps is not None:
+            return self.blend_steps
+        return self.steps // 4 if tiles == 1 else max(1, self.steps * 3 // 16)
 
     def batches(self, n_units: int, rows_per_unit: int) -> list[list[int]]:
         """Units grouped so that a group has at most ``batch_size`` rows (at least one unit)."""
