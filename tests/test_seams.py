@@ -68,3 +68,18 @@ def test_the_seam_refinement_refines_groups_of_tiles_in_turn(monkeypatch):
     seen.clear()
     napari_pulse.upscale(low, generator="tiny", factor=4, steps=8, restarts=2)
     assert seen == [list(range(9))] and SearchConfig().blend_steps_for(9) == 75  # the defaults
+
+
+def test_a_refinement_group_never_holds_more_images_than_a_batch():
+    from napari_pulse import blend, pipeline
+    from napari_pulse.options import Options
+    from napari_pulse.search import SearchConfig
+
+    low = np.zeros((40, 40), np.float32)  # 6x6 tiles of the tiny generator at factor 4
+    for samples, width, want in ((1, 64, 16), (8, 64, 8), (4, 64, 16), (1, 8, 8)):
+        cfg = SearchConfig(batch_size=width)
+        setup = Options(generator="tiny", factor=4, samples=samples, config=cfg).resolve(False)
+        _, job = pipeline.prepare(low, False, setup)
+        chunks = blend._chunks(job)
+        assert max(len(c) for c in chunks) == want, (samples, width)
+        assert sorted(i for c in chunks for i in c) == list(range(len(job.grid)))

@@ -111,11 +111,12 @@ class SeamBlend:
 
 
 def _chunks(job: Job) -> list[list[int]]:
-    """The tile positions refined together (``SearchConfig.blend_tiles``; by default as
-    many as fill a batch with every mosaic's tile)."""
+    """The tile positions refined together: as many as fill a batch with every mosaic's
+    tile (planes x samples), and at most ``SearchConfig.blend_tiles``."""
     t, size = len(job.grid), job.cfg.blend_tiles
-    if size is None:
-        return job.cfg.batches(t, job.n_mosaics)
+    batch = job.cfg.batches(t, job.n_mosaics)
+    if size is None or size >= len(batch[0]):
+        return batch
     return [list(range(s, min(t, s + size))) for s in range(0, t, max(1, size))]
 
 

@@ -45,10 +45,10 @@ class SearchConfig:
     blend_steps: int | None = None  # seam refinement steps; None: blend_steps_for; 0: off
     blend_lr: float = 0.05
     #: Tile positions the seam refinement refines at once, in turn, with the others held
-    #: fixed (each group fits to its refined neighbours); None: as many as fill a batch of
-    #: ``batch_size`` images. 16 at 75 steps against a whole batch (64) at 100 on a
-    #: 128x128 nuclei field at x4: 1.16x faster and 38.08/0.944 against 37.80/0.933
-    #: PSNR/SSIM (``bench/blend_groups.py``).
+    #: fixed (each group fits to its refined neighbours), and never more than fill a batch
+    #: of ``batch_size`` images with every mosaic's tile; None: as many as fill one. 16 at
+    #: 75 steps against a whole batch (64) at 100 on a 128x128 nuclei field at x4: 1.16x
+    #: faster and 38.08/0.944 against 37.80/0.933 PSNR/SSIM (``bench/blend_groups.py``).
     blend_tiles: int | None = 16
     patience: int = 25
     early_stop: bool = True
