@@ -83,3 +83,10 @@ def test_a_refinement_group_never_holds_more_images_than_a_batch():
         chunks = blend._chunks(job)
         assert max(len(c) for c in chunks) == want, (samples, width)
         assert sorted(i for c in chunks for i in c) == list(range(len(job.grid)))
+
+
+def test_a_refinement_group_of_no_tiles_is_refused():
+    from napari_pulse.search import SearchConfig
+
+    with pytest.raises(ValueError, match="blend_tiles"):
+        napari_pulse.upscale(np.zeros((8, 8), np.float32), config=SearchConfig(blend_tiles=0))

@@ -134,6 +134,8 @@ def _with_width(cfg: SearchConfig, device: torch.device) -> SearchConfig:
     """``cfg`` with its batch width set (chosen for the device when not given); its
     precision checked."""
     pass_dtype(cfg.precision, device)  # a clear error for an unknown precision
+    if cfg.blend_tiles is not None:
+        _count("config.blend_tiles", cfg.blend_tiles, 1)
     if cfg.batch_size is not None:
         _count("config.batch_size", cfg.batch_size, 1)
         return cfg
