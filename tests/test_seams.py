@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -48,13 +51,13 @@ def test_the_seam_refinement_refines_groups_of_tiles_in_turn(monkeypatch):
     from napari_pulse.search import SearchConfig
 
     seen: list[list[int]] = []
-    real = blend.SeamBlend._chunk
+    real = blend.SeamBlend._round
 
-    def spy(self, job, mosaic, idx, *args):
-        seen.append(list(idx))
-        return (yield from real(self, job, mosaic, idx, *args))
+    def spy(self, job, mosaic, groups, *args):
+        seen.extend(list(g) for g in groups)
+        return (yield from real(self, job, mosaic, groups, *args))
 
-    monkeypatch.setattr(blend.SeamBlend, "_chunk", spy)
+    monkeypatch.setattr(blend.SeamBlend, "_round", spy)
     low = np.random.default_rng(0).random((20, 20)).astype(np.float32)  # 3x3 tiles
     events: list = []
     cfg = SearchConfig(blend_tiles=4, blend_steps=5)
@@ -67,7 +70,7 @@ def test_the_seam_refinement_refines_groups_of_tiles_in_turn(monkeypatch):
     assert r.params["search"]["blend_tiles"] == 4
     seen.clear()
     napari_pulse.upscale(low, generator="tiny", factor=4, steps=8, restarts=2)
-    assert seen == [list(range(9))] and SearchConfig().blend_steps_for(9) == 75  # the defaults
+    assert seen == [list(range(9))] and SearchConfig().blend_steps_for(9) == 60  # the defaults
 
 
 def test_a_refinement_group_never_holds_more_images_than_a_batch():
@@ -90,3 +93,71 @@ def test_a_refinement_group_of_no_tiles_is_refused():
 
     with pytest.raises(ValueError, match="blend_tiles"):
         napari_pulse.upscale(np.zeros((8, 8), np.float32), config=SearchConfig(blend_tiles=0))
+
+
+def _drain(gen):
+    while True:
+        try:
+            next(gen)
+        except StopIteration as stop:
+            return stop.value
+
+
+def _before_the_blend(samples: int = 1, width: int = 8):
+    """A job of 7x7 tiles (the tiny random generator, a unit-test stand-in), its seam
+    refinement stage and the state the stages before it leave."""
+    from napari_pulse import blend, pipeline
+    from napari_pulse.options import Options
+    from napari_pulse.search import SearchConfig
+
+    low = np.random.default_rng(1).random((40, 40)).astype(np.float32)
+    cfg = SearchConfig(batch_size=width, blend_tiles=4, blend_steps=4, precision="float32")
+    opts = Options(generator="tiny", factor=4, steps=6, restarts=2, samples=samples, config=cfg)
+    setup = opts.resolve(False)
+    _, job = pipeline.prepare(low, False, setup)
+    stages = pipeline.build(setup, job)
+    assert isinstance(stages[-1], blend.SeamBlend)
+    return job, stages[-1], _drain(pipeline.run(job, stages[:-1]))
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_groups_run_side_by_side_when_apart_and_never_beyond_a_batch():
+    from napari_pulse import blend
+
+    for samples, width, most in ((1, 8, 2), (1, 12, 3), (2, 8, 1), (1, 4, 1)):
+        job, _, _ = _before_the_blend(samples, width)
+        rounds = blend._rounds(job)
+        tiles = sorted(i for groups in rounds for g in groups for i in g)
+        assert tiles == list(range(len(job.grid))), (samples, width)  # every tile once
+        assert max(len(r) for r in rounds) == most, (samples, width)
+        margin = math.ceil(job.degrade.margin / job.grid.factor)
+        for groups in rounds:
+            assert sum(len(g) for g in groups) * job.n_mosaics <= width
+            for a, b in itertools.combinations(groups, 2):
+                assert len(a) == len(b) and blend._apart(job.grid, a, b, margin)
+    assert not blend._apart(job.grid, [0, 1], [2, 3], margin)  # neighbours share pixels
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_groups_refined_side_by_side_end_where_each_ends_alone():
+    from napari_pulse import blend
+    from napari_pulse.tiling import Mosaic
+
+    job, stage, state = _before_the_blend()
+    pair = next(r for r in blend._rounds(job) if len(r) == 2)
+    c = state.chosen
+
+    def refined(rounds):
+        z = blend.per_mosaic(job, c.z).clone()
+        noise = [blend.per_mosaic(job, n).clone() for n in c.noise]
+        mosaic = Mosaic(job.grid, blend.per_mosaic(job, c.images))
+        for groups in rounds:
+            _drain(stage._round(job, mosaic, groups, z, noise, {}))
+        return z, mosaic.image()
+
+    together, alone = refined([pair]), refined([[pair[0]], [pair[1]]])
+    start = blend.per_mosaic(job, c.z)
+    moved = [i for g in pair for i in g]
+    assert not torch.allclose(together[0][:, moved], start[:, moved])  # it did refine
+    for a, b in zip(together, alone, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
