@@ -15,7 +15,6 @@ from tqdm import tqdm
 
 from . import __version__, guide
 from .api import upscale
-from .bank import atypical_warning
 from .cli_batch import add_batch
 from .cli_encoder import add_train_encoder
 from .cli_evaluate import add_evaluate
@@ -25,7 +24,6 @@ from .events import Progress
 from .generators import available
 from .generators.files import FORMATS_HELP
 from .imageio import TIFF_SUFFIXES, read_image
-from .intermediate import ood_warning
 from .writing import CAVEAT, tiff_outputs, write_tiffs
 
 #: Bank sizes that ``--quick`` and ``--guide`` use when ``--bank`` is not given.
@@ -195,9 +193,8 @@ def _run_upscale(args: argparse.Namespace) -> int:
             "the result was written but its detail is unreliable",
             file=sys.stderr,
         )
-    for message in (ood_warning(result.ood_score), atypical_warning(result.atypicality)):
-        if message:
-            print(f"{PROG}: warning: {message}", file=sys.stderr)
+    for message in result.warnings():
+        print(f"{PROG}: warning: {message}", file=sys.stderr)
     if result.params.get("encoder") is None and not args.quiet:
         print(no_encoder_hint(result.params), file=sys.stderr)
     return 0

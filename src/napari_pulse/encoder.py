@@ -134,15 +134,20 @@ def user_file(gen: DomainGenerator) -> Path | None:
     return Path(source)
 
 
-def candidates(gen: DomainGenerator, factor: int, degradation: str, sigma=None) -> list[Path]:
+def candidates(
+    gen: DomainGenerator, factor: int, degradation: str, sigma=None, naming=None
+) -> list[Path]:
     """Where an encoder for ``gen`` at this factor and operator may be, in order: beside the
     generator's file (not for bundled generators), in the cache directory (where
-    ``train-encoder`` writes one for a bundled generator), among the bundled generators."""
-    name = file_name(gen.name, factor, degradation, sigma)
+    ``train-encoder`` writes one for a bundled generator), among the bundled generators.
+    ``naming`` (default :func:`file_name`) names other files kept the same way, such as
+    :mod:`napari_pulse.domain` models."""
+    naming = naming or file_name
+    name = naming(gen.name, factor, degradation, sigma)
     found = []
     source = user_file(gen)
     if source is not None:
-        found.append(source.with_name(file_name(source.stem, factor, degradation, sigma)))
+        found.append(source.with_name(naming(source.stem, factor, degradation, sigma)))
     found.append(cache_dir() / "encoders" / name)
     found.append(BUNDLED_DIR / name)
     return found

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import __version__, bank
+from . import __version__, bank, domain
 from .degrade import Degradation
 from .intensity import Intensity, cast_like
 from .job import Job, State
@@ -34,6 +34,10 @@ class Result:
     see :mod:`napari_pulse.bank`) says how unlike the generator's own images the input is,
     before any search: about 0.5 for typical tiles, near 1 for tiles farther from all of
     the generator's images than its own images are from each other.
+    ``in_domain`` says whether the input looks like the generator's training images
+    (:mod:`napari_pulse.domain`: False flags a foreign image); ``domain_score`` is the mean
+    of ``domain_tiles`` (above 1: foreign). All three are None where no domain model
+    exists for the generator, factor and operator.
     """
 
     image: np.ndarray
@@ -50,6 +54,22 @@ class Result:
     ood_tiles: np.ndarray | None = None
     atypicality: float | None = None
     atypical_tiles: np.ndarray | None = None
+    in_domain: bool | None = None
+    domain_score: float | None = None
+    domain_tiles: np.ndarray | None = None
+
+    def warnings(self) -> list[str]:
+        """What the user should be told about this result beyond its fit: a foreign image
+        (:mod:`~napari_pulse.domain`), an atypical one (:mod:`~napari_pulse.bank`), or an
+        intermediate search that left the generator's features."""
+        from .intermediate import ood_warning
+
+        found = (
+            domain.warning(self.domain_score),
+            bank.atypical_warning(self.atypicality),
+            ood_warning(self.ood_score),
+        )
+        return [m for m in found if m]
 
     @property
     def mean(self) -> np.ndarray:
@@ -101,7 +121,24 @@ def assemble(frame: Frame, job: Job, state: State, setup: Setup, rgb: bool) -> R
         atyp = bank.atypicality(state.bank, job.lr_tiles).cpu().numpy().reshape(p, t)
         result.atypical_tiles = layout.per_tile(atyp, "max", grid.shape)
         result.atypicality = float(np.median(result.atypical_tiles))
+    d = setup.degrade
+    model = domain.find(setup.generator, tuple(job.lr_tiles.shape[1:]), f, d.kind, d.sigma)
+    if model is not None:
+        dist = model.distances(job.lr_tiles).numpy().reshape(p, t)
+        result.domain_tiles = layout.per_tile(dist, "max", grid.shape)
+        result.domain_score = float(dist.mean())
+        result.in_domain = result.domain_score <= 1
     result.params = params(frame, job, state, setup, rgb)
+    result.params["domain"] = (
+        None
+        if model is None
+        else {
+            "score": result.domain_score,
+            "in_domain": result.in_domain,
+            "model": model.path.name if model.path else None,
+            "cut": model.cut,
+        }
+    )
     return result
 
 
@@ -130,6 +167,7 @@ def params(frame: Frame, job: Job, state: State, setup: Setup, rgb: bool) -> dic
         "channel_conversion": frame.layout.conversion(gen),
         "tiles": {"grid": list(grid.shape), "tile": list(grid.tile), "overlap": grid.overlap},
         "blend_steps": cfg.blend_steps_for(len(grid)) if len(grid) > 1 else 0,
+        "blend_lr": cfg.blend_lr_for(len(grid)),
         "mode": setup.mode,
         "quick_wave_tiles_at_eps": state.at_eps.get("quick"),
         "tiles_at_eps_after": dict(state.at_eps),

@@ -45,6 +45,8 @@ def metadata(result: Result, source: Path, content: str, **extra: Any) -> dict[s
         "sample_lr_psnr": list(result.sample_lr_psnr),
         "ood_score": result.ood_score,
         "atypicality": result.atypicality,
+        "in_domain": result.in_domain,
+        "domain_score": result.domain_score,
         "input": str(source.resolve()),
         "content": content,
         "note": CAVEAT,

@@ -99,6 +99,10 @@ def result_layers(
     if getattr(result, "atypical_tiles", None) is not None:
         metadata["atypicality"] = float(result.atypicality)
         metadata["atypical_tiles"] = np.asarray(result.atypical_tiles).tolist()
+    if getattr(result, "domain_tiles", None) is not None:
+        metadata["in_domain"] = bool(result.in_domain)
+        metadata["domain_score"] = float(result.domain_score)
+        metadata["domain_tiles"] = np.asarray(result.domain_tiles).tolist()
     meta = _image_meta(name, out_scale, out_translate, metadata, rgb, colormap, contrast_limits)
     layers = [(result.image, meta, "image")]
     if result.std is not None:

@@ -23,12 +23,11 @@ from napari.utils.notifications import show_error, show_info, show_warning
 
 from .. import guide
 from ..api import iter_upscale
-from ..bank import atypical_warning
 from ..batch.cluster import SCHEDULER_ENV
 from ..degrade import DEGRADATIONS, MAX_SIGMA_PER_FACTOR
 from ..generators import available, default_for, load
 from ..generators.registry import GeneratorInfo
-from ..intermediate import MODES, IntermediateConfig, ood_warning
+from ..intermediate import MODES, IntermediateConfig
 from ..layout import has_single_channel
 from ..options import Options, present_devices, starts_config
 from ..search import SearchConfig
@@ -509,9 +508,8 @@ class UpscaleWidget(Container):
             show_info(msg)
         else:
             show_warning(NOT_EXPLAINED.format(psnr=result.lr_psnr))
-        for message in (ood_warning(result.ood_score), atypical_warning(result.atypicality)):
-            if message:
-                show_warning(f"{added[0].name}: {message}")
+        for message in result.warnings():
+            show_warning(f"{added[0].name}: {message}")
 
     def _error(self, message: str) -> None:
         self.status.value = f"error: {message}"

@@ -92,7 +92,7 @@ def _bundled_native() -> dict[str, GeneratorInfo]:
 
     found: dict[str, GeneratorInfo] = {}
     for path in sorted(BUNDLED_DIR.glob("*.safetensors")):
-        if ".encoder-" in path.name:  # an encoder for a generator, not a generator
+        if ".encoder-" in path.name or ".domain-" in path.name:  # kept beside a generator
             continue
         try:
             card = read_card(path)
