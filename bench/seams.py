@@ -48,6 +48,29 @@ def jumps(img: np.ndarray, borders: set[int]) -> tuple[float, float, float]:
     return float(on_values.mean()), float(off_values.mean()), p
 
 
+def border_steps(img: np.ndarray, tiles: dict, factor: int) -> dict[str, str]:
+    """The frame and the worst seam of a grayscale result: the mean |step| between the
+    outermost and the next row/column on each side (left/right/top/bottom), the worst
+    row/column across a tile border (``tiles``: ``params["tiles"]``), and the median over
+    every other row/column (uint8 units)."""
+    x = img.astype(np.float64)
+    dy = np.abs(np.diff(x, axis=0)).mean(axis=1)
+    dx = np.abs(np.diff(x, axis=1)).mean(axis=0)
+    low = (x.shape[0] // factor, x.shape[1] // factor)
+    grid = TileGrid.plan(low, tuple(tiles["tile"]), factor, tiles["overlap"])
+    ys = {e * factor for y in grid.rows for e in (y, y + grid.tile[0])} - {0, x.shape[0]}
+    xs = {e * factor for c in grid.cols for e in (c, c + grid.tile[1])} - {0, x.shape[1]}
+    seam_y, seam_x = [i - 1 for i in ys], [i - 1 for i in xs]
+    ordinary_y = np.delete(dy, [0, len(dy) - 1, *seam_y])
+    ordinary_x = np.delete(dx, [0, len(dx) - 1, *seam_x])
+    seams = np.concatenate([dy[seam_y], dx[seam_x]])
+    return {
+        "frame_lrtb": f"{dx[0]:.2f}/{dx[-1]:.2f}/{dy[0]:.2f}/{dy[-1]:.2f}",
+        "worst_seam": f"{seams.max():.2f}" if len(seams) else "none",
+        "ordinary_median": f"{np.median(np.concatenate([ordinary_y, ordinary_x])):.2f}",
+    }
+
+
 def main() -> None:
     p = parser(__doc__, generator="faces-dcgan64", search=True)
     p.set_defaults(steps=150, restarts=16)

@@ -27,6 +27,51 @@ def private_cache(tmp_path_factory):
         yield
 
 
+def blob_tiles(n: int, seed: int) -> torch.Tensor:
+    """``n`` 8x8 low-res tiles of a dark background with one bright blob: a made-up domain
+    for :mod:`napari_pulse.domain` models in tests."""
+    g = torch.Generator().manual_seed(seed)
+    yy, xx = torch.meshgrid(torch.arange(8.0), torch.arange(8.0), indexing="ij")
+    c = torch.rand(n, 2, generator=g) * 6 + 1
+    r = torch.rand(n, generator=g) * 1.5 + 1
+    d2 = (yy - c[:, :1, None]) ** 2 + (xx - c[:, 1:, None]) ** 2
+    tile = torch.exp(-d2 / (2 * r[:, None, None] ** 2)) * 0.9
+    return (tile + 0.02 * torch.rand(n, 8, 8, generator=g)).clamp(0, 1)[:, None]
+
+
+def blob_model(**card):
+    """A domain model of :func:`blob_tiles` for the tiny generator at x4 (bicubic);
+    ``card`` entries override its card's."""
+    from napari_pulse import domain
+    from napari_pulse.bank import fingerprint
+    from napari_pulse.generators.tiny import TinyGenerator
+
+    base = {
+        "generator_sha256": fingerprint(TinyGenerator()),
+        "factor": 4,
+        "degradation": "bicubic",
+        "sigma": None,
+        "low_shape": [1, 8, 8],
+    }
+    calibration = [blob_tiles(9, 100 + i) for i in range(40)]
+    return domain.fit(blob_tiles(400, 0), calibration, 5, 0.975, {**base, **card})
+
+
+@pytest.fixture
+def tiny_domain(tmp_path, monkeypatch):
+    """A private cache directory holding :func:`blob_model` where ``upscale`` looks for
+    the tiny generator's x4 domain model; its path."""
+    from napari_pulse import domain
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("NAPARI_PULSE_CACHE", str(cache))
+    (cache / "encoders").mkdir(parents=True)
+    path = domain.save(cache / "encoders" / domain.file_name("tiny", 4, "bicubic"), blob_model())
+    domain._LOADED.clear()
+    yield path
+    domain._LOADED.clear()
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """Run a module's torch work on one thread, then restore the setting.

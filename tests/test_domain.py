@@ -10,51 +10,15 @@ import pytest
 import torch
 
 import napari_pulse
+from conftest import blob_model, blob_tiles
 from napari_pulse import cli, domain, pipeline
 from napari_pulse.api import check_image
-from napari_pulse.bank import fingerprint
 from napari_pulse.generators import load
 from napari_pulse.generators.tiny import TinyGenerator
 from napari_pulse.options import Options
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 SAMPLE = Path(napari_pulse.__file__).parent / "data" / "nuclei_lr.png"
-
-
-@pytest.fixture
-def cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("NAPARI_PULSE_CACHE", str(tmp_path / "cache"))
-    domain._LOADED.clear()
-    yield tmp_path / "cache"
-    domain._LOADED.clear()
-
-
-def _blobs(n: int, seed: int) -> torch.Tensor:
-    """``n`` 8x8 tiles of a dark background with one bright blob (the "domain")."""
-    g = torch.Generator().manual_seed(seed)
-    yy, xx = torch.meshgrid(torch.arange(8.0), torch.arange(8.0), indexing="ij")
-    c = torch.rand(n, 2, generator=g) * 6 + 1
-    r = torch.rand(n, generator=g) * 1.5 + 1
-    d2 = (yy - c[:, :1, None]) ** 2 + (xx - c[:, 1:, None]) ** 2
-    tile = torch.exp(-d2 / (2 * r[:, None, None] ** 2)) * 0.9
-    return (tile + 0.02 * torch.rand(n, 8, 8, generator=g)).clamp(0, 1)[:, None]
-
-
-def _card(gen, factor: int = 4) -> dict:
-    return {
-        "generator_sha256": fingerprint(gen),
-        "factor": factor,
-        "degradation": "bicubic",
-        "sigma": None,
-        "low_shape": [1, 8, 8],
-    }
-
-
-def _model(gen=None, **card) -> domain.DomainModel:
-    calibration = [_blobs(9, 100 + i) for i in range(40)]
-    return domain.fit(
-        _blobs(400, 0), calibration, 5, 0.975, {**_card(gen or TinyGenerator()), **card}
-    )
 
 
 def test_tile_features_read_intensity_steps_and_texture():
@@ -67,8 +31,8 @@ def test_tile_features_read_intensity_steps_and_texture():
 
 
 def test_a_model_scores_its_domain_below_one_and_other_tiles_above(tmp_path):
-    model = _model()
-    assert model.score(_blobs(9, 999)) <= 1  # a new field of the domain
+    model = blob_model()
+    assert model.score(blob_tiles(9, 999)) <= 1  # a new field of the domain
     noise = torch.rand(9, 1, 8, 8, generator=torch.Generator().manual_seed(1))
     assert model.score(noise) > 1
     assert model.score(torch.full((9, 1, 8, 8), 0.6)) > 1  # flat grey: no background, no blob
@@ -79,27 +43,23 @@ def test_a_model_scores_its_domain_below_one_and_other_tiles_above(tmp_path):
         domain.load(tmp_path / "missing.safetensors")
 
 
-def test_only_a_model_made_for_these_weights_tile_and_factor_is_found(cache):
-    gen = TinyGenerator()
-    where = cache / "encoders"
-    where.mkdir(parents=True)
-    name = domain.file_name(gen.name, 4, "bicubic")
-    domain.save(where / name, _model(generator_sha256="other weights"))
+def test_only_a_model_made_for_these_weights_tile_and_factor_is_found(tiny_domain):
+    gen, name = TinyGenerator(), tiny_domain.name
+    assert domain.find(gen, (1, 8, 8), 4, "bicubic") is not None
+    domain.save(tiny_domain, blob_model(generator_sha256="other weights"))
+    domain._LOADED.clear()
     assert domain.find(gen, (1, 8, 8), 4, "bicubic") is None
-    domain.save(where / name, _model())
+    domain.save(tiny_domain, blob_model())
     assert domain.find(gen, (1, 8, 8), 4, "bicubic") is not None
     assert domain.find(gen, (1, 4, 4), 4, "bicubic") is None  # another tile
     assert domain.find(gen, (1, 8, 8), 2, "bicubic") is None  # another factor
-    (where / name).write_bytes(b"damaged")
+    tiny_domain.write_bytes(b"damaged")
     domain._LOADED.clear()
     assert domain.find(gen, (1, 8, 8), 4, "bicubic") is None  # no flag, no failure
     assert name not in napari_pulse.generators.available()
 
 
-def test_every_result_carries_the_verdict_and_the_command_warns(cache, tmp_path, capsys):
-    gen = TinyGenerator()
-    (cache / "encoders").mkdir(parents=True)
-    domain.save(cache / "encoders" / domain.file_name(gen.name, 4, "bicubic"), _model())
+def test_every_result_carries_the_verdict_and_the_command_warns(tiny_domain, tmp_path, capsys):
     noise = np.random.default_rng(0).random((16, 16)).astype(np.float32)
     r = napari_pulse.upscale(noise, generator="tiny", factor=4, steps=2, restarts=2)
     assert r.in_domain is False and r.domain_score > 1
@@ -112,7 +72,7 @@ def test_every_result_carries_the_verdict_and_the_command_warns(cache, tmp_path,
     args = ["upscale", str(tmp_path / "in.png"), "-o", str(tmp_path / "out.tif")]
     assert cli.main([*args, "--generator", "tiny", "--steps", "2", "--restarts", "2"]) == 0
     assert "warning: foreign image" in capsys.readouterr().err
-    (cache / "encoders" / domain.file_name(gen.name, 4, "bicubic")).unlink()
+    tiny_domain.unlink()
     bare = napari_pulse.upscale(noise, generator="tiny", factor=4, steps=2, restarts=2)
     assert bare.in_domain is None and bare.domain_score is None  # no model: no verdict
     assert bare.params["domain"] is None and not any("foreign" in m for m in bare.warnings())

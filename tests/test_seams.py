@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import napari_pulse
+from conftest import drain
 from napari_pulse.degrade import downscale
 from napari_pulse.generators import load
 from napari_pulse.tiling import TileGrid
@@ -71,6 +72,10 @@ def test_the_seam_refinement_refines_groups_of_tiles_in_turn(monkeypatch):
     seen.clear()
     napari_pulse.upscale(low, generator="tiny", factor=4, steps=8, restarts=2)
     assert seen == [list(range(9))] and SearchConfig().blend_steps_for(9) == 60  # the defaults
+    # 0.1 for a long refinement of several tiles; 0.05 for one tile or a short one
+    assert SearchConfig().blend_lr_for(9) == 0.1 and SearchConfig().blend_lr_for(1) == 0.05
+    assert SearchConfig(steps=150).blend_lr_for(9) == 0.05
+    assert SearchConfig(blend_lr=0.2).blend_lr_for(1) == 0.2
 
 
 def test_a_refinement_group_never_holds_more_images_than_a_batch():
@@ -95,14 +100,6 @@ def test_a_refinement_group_of_no_tiles_is_refused():
         napari_pulse.upscale(np.zeros((8, 8), np.float32), config=SearchConfig(blend_tiles=0))
 
 
-def _drain(gen):
-    while True:
-        try:
-            next(gen)
-        except StopIteration as stop:
-            return stop.value
-
-
 def _before_the_blend(samples: int = 1, width: int = 8):
     """A job of 7x7 tiles (the tiny random generator, a unit-test stand-in), its seam
     refinement stage and the state the stages before it leave."""
@@ -117,7 +114,7 @@ def _before_the_blend(samples: int = 1, width: int = 8):
     _, job = pipeline.prepare(low, False, setup)
     stages = pipeline.build(setup, job)
     assert isinstance(stages[-1], blend.SeamBlend)
-    return job, stages[-1], _drain(pipeline.run(job, stages[:-1]))
+    return job, stages[-1], drain(pipeline.run(job, stages[:-1]))
 
 
 @pytest.mark.usefixtures("one_thread")
@@ -152,7 +149,7 @@ def test_groups_refined_side_by_side_end_where_each_ends_alone():
         noise = [blend.per_mosaic(job, n).clone() for n in c.noise]
         mosaic = Mosaic(job.grid, blend.per_mosaic(job, c.images))
         for groups in rounds:
-            _drain(stage._round(job, mosaic, groups, z, noise, {}))
+            drain(stage._round(job, mosaic, groups, z, noise, {}))
         return z, mosaic.image()
 
     together, alone = refined([pair]), refined([[pair[0]], [pair[1]]])

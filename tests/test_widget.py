@@ -368,6 +368,19 @@ def test_a_warm_start_bank_from_the_widget_stores_the_atypicality(noise_widget, 
     assert any("atypicality 1.00" in w for w in warned)
 
 
+def test_a_foreign_image_gets_a_notification_and_its_verdict_in_the_metadata(
+    noise_widget, qtbot, errors, tiny_domain
+):
+    viewer, widget, warned = noise_widget
+    run(qtbot, widget, factor=4, **FAST)
+    assert errors == []
+    md = viewer.layers["noise x4 (tiny)"].metadata
+    # Random pixels are unlike the made-up domain of blobs the tiny model describes.
+    assert md["in_domain"] is False and md["domain_score"] > 1
+    assert np.asarray(md["domain_tiles"]).shape == (1, 1)
+    assert any("foreign image" in w for w in warned)
+
+
 def test_guided_starts_and_the_quick_wave_from_the_widget(noise_widget, qtbot, errors, monkeypatch):
     from napari_pulse import guide
 

@@ -127,14 +127,15 @@ class SearchConfig:
 
     def blend_lr_for(self, tiles: int) -> float:
         """The seam refinement's learning rate for an image of ``tiles`` tiles: ``blend_lr``,
-        else 0.05 for one tile and 0.1 for several. Measured on a 128x128 nuclei field at
-        x4, with the groups run side by side (``blend._rounds``): 60 steps at 0.1 fit as
-        well as 75 at 0.05 (38.09/0.946 against 38.08/0.944 PSNR/SSIM); 0.02-0.03 lost
-        0.9-1.0 dB, 0.15 lost 0.8. One tile: at 0.1 the single sample of
+        else 0.1 for several tiles refined for at least 40 steps, and 0.05 otherwise.
+        Measured on a 128x128 nuclei field at x4, with the groups run side by side
+        (``blend._rounds``): 60 steps at 0.1 fit as well as 75 at 0.05 (38.09/0.946 against
+        38.08/0.944 PSNR/SSIM; 0.02-0.03 lost 0.9-1.0 dB, 0.15 lost 0.8), but at 22 steps
+        (the fast preset) 0.1 lost 0.5 dB to 0.05. One tile: at 0.1 the single sample of
         ``bench/heldout_x4.py`` lost 0.25 dB (29.36/0.778 against 29.61/0.798)."""
         if self.blend_lr is not None:
             return self.blend_lr
-        return 0.05 if tiles == 1 else 0.1
+        return 0.1 if tiles > 1 and self.blend_steps_for(tiles) >= 40 else 0.05
 
     def batches(self, n_units: int, rows_per_unit: int) -> list[list[int]]:
         """Units grouped so that a group has at most ``batch_size`` rows (at least one unit)."""
