@@ -43,6 +43,14 @@ def test_a_model_scores_its_domain_below_one_and_other_tiles_above(tmp_path):
         domain.load(tmp_path / "missing.safetensors")
 
 
+def test_a_large_field_is_scored_in_chunks_with_the_same_distances(monkeypatch):
+    model = blob_model()
+    tiles = torch.cat([blob_tiles(10, 5), torch.rand(7, 1, 8, 8)])
+    whole = model.distances(tiles)
+    monkeypatch.setattr(domain, "CHUNK", 3)  # torch.quantile refuses more than 2**24 values
+    torch.testing.assert_close(model.distances(tiles), whole)
+
+
 def test_only_a_model_made_for_these_weights_tile_and_factor_is_found(tiny_domain):
     gen, name = TinyGenerator(), tiny_domain.name
     assert domain.find(gen, (1, 8, 8), 4, "bicubic") is not None

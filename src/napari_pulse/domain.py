@@ -36,7 +36,7 @@ CARD_KEY = "napari_pulse.domain"
 VERSION = 1
 #: Intensity histogram bins of :func:`tile_features` (tiles in [0, 1]).
 BINS = (0.0, 0.05, 0.15, 0.3, 0.5, 0.7, 1.01)
-#: Reference tiles compared at a time (bounds memory on large fields).
+#: Tiles scored at a time (bounds memory on large fields).
 CHUNK = 4096
 
 
@@ -84,11 +84,10 @@ class DomainModel:
 
     def distances(self, tiles: torch.Tensor) -> torch.Tensor:
         """Each tile's distance to its ``k``-th nearest reference tile, over the cut."""
-        y = (tile_features(tiles.cpu()) - self.mean) / self.std
-        out = [
-            torch.cdist(part, self.reference).topk(self.k, largest=False).values[:, -1]
-            for part in y.split(CHUNK)
-        ]
+        out = []
+        for part in tiles.cpu().split(CHUNK):  # torch.quantile takes at most 2**24 values
+            y = (tile_features(part) - self.mean) / self.std
+            out.append(torch.cdist(y, self.reference).topk(self.k, largest=False).values[:, -1])
         return torch.cat(out) / self.cut
 
     def score(self, tiles: torch.Tensor) -> float:
@@ -105,7 +104,7 @@ def fit(
 ) -> DomainModel:
     """A model from reference tiles ``(R, C, h, w)`` and calibration fields (each
     ``(T, C, h, w)``): the cut is the ``quantile`` (0..1) of the fields' mean distances."""
-    f = tile_features(reference)
+    f = torch.cat([tile_features(part) for part in reference.split(CHUNK)])
     mean, std = f.mean(0), f.std(0) + 1e-6
     model = DomainModel((f - mean) / std, mean, std, k, 1.0, card)
     scores = torch.tensor([model.score(field) for field in calibration])
