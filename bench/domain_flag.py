@@ -7,8 +7,8 @@ calibration fields are (``scripts/fit_domain.py``):
 
 - held-out nuclei: the centre of every held-out file (``harness.heldout_nuclei``), and
   its four corners;
-- other kinds: scikit-image's shipped sample images (``domain_signals.FOREIGN``, RGB made
-  gray; the centre and, for images of 256 px or more, the four corners) and the centres of
+- other kinds: scikit-image's shipped sample images (``domain_signals.foreign_images``, RGB
+  made gray; the centre and, for images of 256 px or more, the four corners) and the centres of
   the first ``--histology`` tiles of ``../shared/data/histology`` in grayscale;
 - and, whole, the bundled sample field and the 256x256 field of ``field.py``.
 
@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from domain_signals import FOREIGN, low
+from domain_signals import foreign_images, low
 from field import field
 from harness import DATA, begin, center_crop, heldout_nuclei, parser, report
 from napari_pulse import domain, pipeline
@@ -50,17 +50,7 @@ def gray(path: Path) -> np.ndarray:
 
 
 def foreign(histology: int) -> dict[str, list[np.ndarray]]:
-    from skimage import data
-
-    out = {}
-    for name in FOREIGN:
-        try:
-            image = getattr(data, name)()
-        except Exception:  # noqa: BLE001 - an image the wheel does not ship (a download)
-            continue
-        if image.ndim == 3:
-            image = image[..., :3] @ np.array([0.299, 0.587, 0.114])
-        out[name] = [low(r) for r in regions(image)]
+    out = {name: [low(r) for r in regions(image)] for name, image in foreign_images().items()}
     tiles = sorted((DATA / "histology").glob("*.png"))[:histology]
     if tiles:
         out["histology (gray)"] = [low(center_crop(gray(p), 128)) for p in tiles]

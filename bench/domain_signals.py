@@ -65,13 +65,11 @@ def low(region: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(downscale(a, 4) * 255), 0, 255).astype(np.uint8)
 
 
-def kinds(n: int) -> dict[str, list[np.ndarray]]:
+def foreign_images() -> dict[str, np.ndarray]:
+    """The :data:`FOREIGN` images the installed scikit-image ships, in grayscale."""
     from skimage import data
 
-    def gray(path):
-        return np.asarray(Image.open(path).convert("L"))
-
-    out = {"nuclei (held out)": [low(center_crop(gray(p), 128)) for p in heldout_nuclei()[:n]]}
+    out = {}
     for name in FOREIGN:
         try:
             image = getattr(data, name)()
@@ -79,6 +77,16 @@ def kinds(n: int) -> dict[str, list[np.ndarray]]:
             continue
         if image.ndim == 3:
             image = (image[..., :3] @ np.array([0.299, 0.587, 0.114])).astype(np.float64)
+        out[name] = image
+    return out
+
+
+def kinds(n: int) -> dict[str, list[np.ndarray]]:
+    def gray(path):
+        return np.asarray(Image.open(path).convert("L"))
+
+    out = {"nuclei (held out)": [low(center_crop(gray(p), 128)) for p in heldout_nuclei()[:n]]}
+    for name, image in foreign_images().items():
         out[name] = [low(center_crop(image, 128))]
     histology = sorted((DATA / "histology").glob("*.png"))
     if histology:

@@ -148,17 +148,9 @@ def find(
 ) -> DomainModel | None:
     """The model made for ``gen`` at this tile, factor and operator; None when there is
     none (files made for other weights, tiles or operators are skipped)."""
-    from .bank import fingerprint
-    from .encoder import candidates
+    from .encoder import candidates, made_for
 
-    want = {
-        "version": VERSION,
-        "generator_sha256": fingerprint(gen),
-        "factor": factor,
-        "degradation": degradation,
-        "sigma": sigma,
-        "low_shape": list(low_shape),
-    }
+    want = made_for(VERSION, gen, low_shape, factor, degradation, sigma)
     for path in candidates(gen, factor, degradation, sigma, file_name):
         if not path.is_file():
             continue

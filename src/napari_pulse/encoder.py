@@ -153,6 +153,24 @@ def candidates(
     return found
 
 
+def made_for(
+    version: int, gen: DomainGenerator, low_shape, factor: int, degradation: str, sigma
+) -> dict[str, Any]:
+    """What a file kept beside ``gen`` (an encoder, a domain model) must have been made
+    for to be used: its format version, the generator's weights, the factor, the operator
+    and the low-res tile."""
+    from .bank import fingerprint
+
+    return {
+        "version": version,
+        "generator_sha256": fingerprint(gen),
+        "factor": factor,
+        "degradation": degradation,
+        "sigma": sigma,
+        "low_shape": list(low_shape),
+    }
+
+
 def _identity(card: dict[str, Any]) -> dict[str, Any]:
     """What an encoder was made for: its version, generator, operator and shapes."""
     arch = card.get("architecture", {})
@@ -172,20 +190,11 @@ def find(
 ) -> tuple[Encoder, Path] | None:
     """The encoder made for ``gen`` at this tile, factor and operator, and its file; None
     when there is none (files made for other weights are skipped)."""
-    from .bank import fingerprint
-
     paths = [p for p in candidates(gen, factor, degradation, sigma) if p.is_file()]
     if not paths:
         return None
-    want = {
-        "version": VERSION,
-        "generator_sha256": fingerprint(gen),
-        "factor": factor,
-        "degradation": degradation,
-        "sigma": sigma,
-        "low_shape": list(low_shape),
-        "latent_shape": list(gen.latent_shape),
-    }
+    want = made_for(VERSION, gen, low_shape, factor, degradation, sigma)
+    want["latent_shape"] = list(gen.latent_shape)
     for path in paths:
         key = (str(path.resolve()), path.stat().st_mtime_ns)
         if key not in _LOADED:
