@@ -102,3 +102,43 @@ def test_the_bundled_model_keeps_the_sample_and_flags_a_photograph():
     assert _bundled_score(np.asarray(Image.open(SAMPLE))) <= 1
     assert _bundled_score(data.camera()[::8, ::8]) > 1  # 64x64 of a photograph
     assert _bundled_score(data.text()[::4, ::4]) > 1  # dark text on a bright page
+
+
+def _blob_image(seed: int, size: int = 96) -> np.ndarray:
+    """A dark uint8 image with a few bright round blobs (the made-up domain, high-res)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    a = rng.random((size, size)) * 10
+    for _ in range(6):
+        cy, cx, r = rng.integers(8, size - 8), rng.integers(8, size - 8), rng.integers(4, 8)
+        a += 220 * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * r**2))
+    return np.clip(a, 0, 255).astype(np.uint8)
+
+
+def test_fit_domain_writes_a_model_that_upscale_finds_and_uses(tmp_path, monkeypatch, capsys):
+    from PIL import Image
+
+    from napari_pulse.degrade import downscale
+
+    monkeypatch.setenv("NAPARI_PULSE_CACHE", str(tmp_path / "cache"))
+    domain._LOADED.clear()
+    folder = tmp_path / "train"
+    folder.mkdir()
+    for i in range(12):
+        Image.fromarray(_blob_image(i)).save(folder / f"{i}.png")
+    args = ["fit-domain", str(folder), "--generator", "tiny", "--factor", "4", "--quiet"]
+    assert cli.main(args) == 0
+    path = tmp_path / "cache" / "encoders" / domain.file_name("tiny", 4, "bicubic")
+    assert f"wrote {path}" in capsys.readouterr().out
+    assert domain.find(TinyGenerator(), (1, 8, 8), 4, "bicubic") is not None
+    new = np.rint(downscale(_blob_image(99, 64) / 255.0, 4) * 255).astype(np.uint8)
+    noise = np.random.default_rng(3).integers(0, 256, (16, 16)).astype(np.uint8)
+    kind = napari_pulse.upscale(new, generator="tiny", factor=4, steps=2, restarts=2)
+    other = napari_pulse.upscale(noise, generator="tiny", factor=4, steps=2, restarts=2)
+    assert other.in_domain is False and kind.domain_score < other.domain_score
+    small = tmp_path / "small"  # too small for the tiny generator's 64x64 regions
+    small.mkdir()
+    Image.fromarray(np.zeros((20, 20), np.uint8)).save(small / "a.png")
+    assert cli.main(["fit-domain", str(small), "--generator", "tiny", "--factor", "4"]) != 0
+    assert "too few training images" in capsys.readouterr().err
+    domain._LOADED.clear()

@@ -16,6 +16,7 @@ from tqdm import tqdm
 from . import __version__, guide
 from .api import upscale
 from .cli_batch import add_batch
+from .cli_domain import add_fit_domain
 from .cli_encoder import add_train_encoder
 from .cli_evaluate import add_evaluate
 from .cli_options import add_upscale_arguments, options_from_args
@@ -92,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     gens.set_defaults(func=_run_generators)
     add_train(sub)
     add_train_encoder(sub)
+    add_fit_domain(sub)
     add_evaluate(sub)
     add_batch(sub)
     return parser

@@ -153,6 +153,18 @@ def candidates(
     return found
 
 
+def writable_place(
+    gen: DomainGenerator, factor: int, degradation: str, sigma=None, naming=None
+) -> Path:
+    """Where a new file for ``gen`` goes so that :func:`find` sees it: beside the
+    generator's file when it has one and the folder is writable (never inside the
+    installed package), else the cache directory."""
+    places = candidates(gen, factor, degradation, sigma, naming)[:-1]  # never the bundled
+    if len(places) == 2 and os.access(places[0].parent, os.W_OK):
+        return places[0]
+    return places[-1]
+
+
 def made_for(
     version: int, gen: DomainGenerator, low_shape, factor: int, degradation: str, sigma
 ) -> dict[str, Any]:

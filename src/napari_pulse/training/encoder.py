@@ -143,13 +143,7 @@ def output_path(cfg: EncoderConfig) -> Path:
     installed package), else the cache directory."""
     if cfg.out:
         return Path(cfg.out)
-    # Where upscale looks: beside the generator's own file (when it has one), the cache
-    # directory, the bundled folder (never written).
-    places = encoders.candidates(load(cfg.generator), cfg.factor, cfg.degradation, cfg.sigma)
-    places = places[:-1]
-    if len(places) == 2 and os.access(places[0].parent, os.W_OK):
-        return places[0]
-    return places[-1]
+    return encoders.writable_place(load(cfg.generator), cfg.factor, cfg.degradation, cfg.sigma)
 
 
 def train_encoder(
