@@ -434,3 +434,32 @@ def test_one_plane_on_the_cluster_is_one_task_and_closing_the_stream_cancels(cli
     while _tasks_running(client) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert _tasks_running(client) == 0
+
+
+def test_foreign_inputs_are_reported_and_named_and_a_rerun_keeps_the_verdict(
+    client, tmp_path, monkeypatch, capsys
+):
+    from conftest import blob_model
+    from napari_pulse import domain
+
+    # A domain model of made-up blob tiles for the tiny generator, where the workers look.
+    model = (
+        Path(os.environ["NAPARI_PULSE_CACHE"]) / "encoders" / domain.file_name("tiny", 4, "bicubic")
+    )
+    model.parent.mkdir(parents=True, exist_ok=True)
+    domain.save(model, blob_model())
+    try:
+        paths = _files(tmp_path / "in", 2)  # random pixels: foreign to blobs
+        monkeypatch.setenv("NAPARI_PULSE_SCHEDULER", client.scheduler.address)
+        argv = ["batch", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--generator", "tiny"]
+        argv += ["--steps", "6", "--restarts", "3"]
+        assert main(argv) == 0
+        err = capsys.readouterr().err
+        assert "2 input(s) look unlike the generator's training images" in err
+        assert all(p.name in err for p in paths)
+        entries = json.loads((tmp_path / "out" / REPORT_NAME).read_text())["inputs"]
+        assert [e["in_domain"] for e in entries] == [False, False]
+        assert main(argv) == 0  # skipped: the verdict comes back from the outputs' metadata
+        assert "2 input(s) look unlike" in capsys.readouterr().err
+    finally:
+        model.unlink()

@@ -102,11 +102,20 @@ def run_batch(args: argparse.Namespace) -> int:
         for bar in bars:
             bar.close()
     unexplained = [e for e in report.entries.values() if e.success is False]
+    foreign = [e for e in report.entries.values() if e.in_domain is False]
     print(f"{report.summary()}; report: {report.outdir / 'batch-report.json'}")
     if unexplained:
         print(
             f"napari-pulse: warning: {len(unexplained)} input(s) the generator could not "
             "explain (success false; their detail is unreliable): see the report",
+            file=sys.stderr,
+        )
+    if foreign:
+        print(
+            f"napari-pulse: warning: {len(foreign)} input(s) look unlike the generator's "
+            "training images (in_domain false; what it adds is a guess from another kind of "
+            f"sample): {', '.join(Path(e.input).name for e in foreign[:5])}"
+            + (", ..." if len(foreign) > 5 else ""),
             file=sys.stderr,
         )
     return 0 if report.ok else 1

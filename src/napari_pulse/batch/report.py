@@ -23,6 +23,7 @@ class Entry:
     seconds: float | None = None
     lr_psnr: float | None = None
     success: bool | None = None
+    in_domain: bool | None = None
     planes: int | None = None
     blocks: int | None = None
     outputs: list[str] = field(default_factory=list)

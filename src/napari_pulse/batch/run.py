@@ -159,6 +159,7 @@ def _todo(items: list[Item], opts: Options, overwrite: bool, report: Report) -> 
             meta = found[done[0]]
             entry.status, entry.outputs = "skipped", [str(p) for p in found if p in ours]
             entry.lr_psnr, entry.success = _number(meta.get("lr_psnr")), meta.get("success")
+            entry.in_domain = meta.get("in_domain")
             continue
         others = [p for p in found if p not in ours]
         if others and not overwrite:
@@ -261,6 +262,7 @@ def _run(
             entry.status, entry.outputs = "done", value.outputs
             entry.seconds = (entry.seconds or 0.0) + value.seconds
             entry.lr_psnr, entry.success = value.lr_psnr, value.success
+            entry.in_domain = value.in_domain
             entry.planes, entry.blocks = value.planes, value.blocks
             counts["planes"] += value.planes
             emit(entry)

@@ -63,6 +63,7 @@ class Done:
     lr_psnr: float
     success: bool
     seconds: float
+    in_domain: bool | None = None  # None: no domain model for the generator and factor
 
 
 @dataclass(frozen=True)
@@ -215,4 +216,5 @@ def _done(result: Result, outs: list[Path], planes: int, n_blocks: int, t0: floa
         float(result.lr_psnr),
         bool(result.success),
         time.perf_counter() - t0,
+        result.in_domain,
     )
