@@ -223,7 +223,16 @@ def test_cli_train(folder, tmp_path, capsys):
         ]
     )
     assert code == 0 and out.exists()
-    assert "step 1/1" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "step 1/1" in printed
+    # The foreign-image flag is fitted beside the new generator (x2 only: x4 would leave
+    # 4-pixel tiles), where upscale finds it.
+    from napari_pulse import domain
+    from napari_pulse.generators import load
+
+    assert "the foreign-image flag at x2" in printed
+    assert (tmp_path / "cli.domain-x2-bicubic.safetensors").exists()
+    assert domain.find(load(str(out)), (1, 8, 8), 2, "bicubic") is not None
     card = read_card(out)["extra"]["training"]
     assert card["settings"]["crop_dark"] and card["data"]["crop_rule"]["dark"]
     assert main(["train", str(folder), "--out", str(tmp_path / "x.pt")]) == 2

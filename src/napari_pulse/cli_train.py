@@ -101,4 +101,24 @@ def run_train(args: argparse.Namespace) -> int:
         mininterval=5,
     )
     print(f"wrote {out}")
+    _fit_domains(cfg, out)
     return 0
+
+
+#: Factors the foreign-image flag is fitted for after training (where the low-res tile is
+#: at least 8 pixels): a few seconds each (``napari-pulse fit-domain`` makes others).
+DOMAIN_FACTORS = (2, 4, 8)
+
+
+def _fit_domains(cfg: TrainConfig, out) -> None:
+    """Fit the foreign-image flag (:mod:`napari_pulse.domain`) beside the new generator,
+    from the same training files, so that its results say whether an input is of its kind."""
+    from .training.domain import fit_domain
+
+    for factor in (f for f in DOMAIN_FACTORS if cfg.resolution // f >= 8):
+        try:
+            path = fit_domain(cfg.images, str(out), factor, holdout=cfg.holdout)
+        except ValueError as exc:  # e.g. images too small for this factor's regions
+            print(f"no foreign-image flag at x{factor}: {exc}")
+            continue
+        print(f"wrote {path} (the foreign-image flag at x{factor})")
