@@ -74,6 +74,8 @@ def test_every_result_carries_the_verdict_and_the_command_warns(tiny_domain, tmp
     assert r.domain_tiles.shape == r.lr_psnr_tiles.shape
     assert r.params["domain"]["in_domain"] is False
     assert any("foreign image" in m for m in r.warnings())
+    first = next(iter(napari_pulse.iter_upscale(noise, generator="tiny", factor=4, steps=2)))
+    assert first.stage == "plan" and "foreign image" in first.note  # said before the search
     from PIL import Image
 
     Image.fromarray((noise * 255).astype(np.uint8)).save(tmp_path / "in.png")

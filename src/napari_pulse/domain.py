@@ -166,6 +166,13 @@ def find(
     return None
 
 
+def for_job(setup, job) -> DomainModel | None:
+    """The model for a job's generator, factor, operator and low-res tile (``setup``: an
+    :class:`~napari_pulse.options.Setup`, ``job``: a :class:`~napari_pulse.job.Job`)."""
+    d = setup.degrade
+    return find(setup.generator, tuple(job.lr_tiles.shape[1:]), setup.factor, d.kind, d.sigma)
+
+
 def warning(score: float | None) -> str | None:
     """A warning for users when the input is flagged as foreign."""
     if score is None or score <= 1:

@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import blocks, encoder, guide
+from . import blocks, domain, encoder, guide
 from .bank import BuildBank
 from .blend import SeamBlend
 from .candidates import ChooseSamples
@@ -158,10 +158,16 @@ def stream(arr: np.ndarray, rgb: bool, setup: Setup) -> Generator[Progress | Fin
     size = estimate(job, stages, units_at_once=blocks.BLOCK_UNITS if parts else None)
     preview = _preview(frame, job) if parts is None else None
     planned = None if parts is None else blocks.plans(job, parts, lambda b: build(setup, b))
+    notes = [size.describe()] if size.large else []
     if size.large:
         log.warning(size.describe())
+    foreign = domain.warning(early_score(setup, job))
+    if foreign:  # said before the search, so that the user need not wait to learn it
+        notes.append(f"warning: {foreign}")
+    if notes:
         total = sum(stage.plan(job) for stage in stages) if planned is None else sum(planned)
-        yield Progress("plan", 0, total, 1, 1, float("inf"), preview=preview, note=size.describe())
+        for note in notes:
+            yield Progress("plan", 0, total, 1, 1, float("inf"), preview=preview, note=note)
     if parts is None:
         state = yield from run(job, stages, preview)
     else:
@@ -170,6 +176,13 @@ def stream(arr: np.ndarray, rgb: bool, setup: Setup) -> Generator[Progress | Fin
             job, parts, build_block, run, partial(_preview, frame), planned
         )
     yield Finished(finish(frame, job, state, setup, rgb, stages, parts))
+
+
+def early_score(setup: Setup, job: Job) -> float | None:
+    """The job's domain score (:mod:`napari_pulse.domain`) before any search; None where
+    no domain model exists for the generator, factor and operator."""
+    model = domain.for_job(setup, job)
+    return None if model is None else model.score(job.lr_tiles)
 
 
 def finish(

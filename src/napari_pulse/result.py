@@ -121,8 +121,7 @@ def assemble(frame: Frame, job: Job, state: State, setup: Setup, rgb: bool) -> R
         atyp = bank.atypicality(state.bank, job.lr_tiles).cpu().numpy().reshape(p, t)
         result.atypical_tiles = layout.per_tile(atyp, "max", grid.shape)
         result.atypicality = float(np.median(result.atypical_tiles))
-    d = setup.degrade
-    model = domain.find(setup.generator, tuple(job.lr_tiles.shape[1:]), f, d.kind, d.sigma)
+    model = domain.for_job(setup, job)
     if model is not None:
         dist = model.distances(job.lr_tiles).numpy().reshape(p, t)
         result.domain_tiles = layout.per_tile(dist, "max", grid.shape)
