@@ -26,6 +26,8 @@ class Progress:
     #: "search" (latent per tile), "features" (intermediate mode), "blend" (seams);
     #: "planes" for a stack on a Dask cluster (:func:`napari_pulse.batch.iter_stack`,
     #: whose ``done``/``total`` count blocks and ``batch``/``batches`` groups of planes)
+    #: "plan": before any work, an event whose ``note`` is a line for the user (what a
+    #: large job will take; a foreign image, :mod:`napari_pulse.domain`)
     stage: str
     done: int
     total: int
