@@ -118,7 +118,8 @@ def _fit_domains(cfg: TrainConfig, out) -> None:
     for factor in (f for f in DOMAIN_FACTORS if cfg.resolution // f >= 8):
         try:
             path = fit_domain(cfg.images, str(out), factor, holdout=cfg.holdout)
-        except ValueError as exc:  # e.g. images too small for this factor's regions
+        except (ValueError, OSError) as exc:  # e.g. images too small for the regions: the
+            # generator is written either way, only its flag at this factor is missing
             print(f"no foreign-image flag at x{factor}: {exc}")
             continue
         print(f"wrote {path} (the foreign-image flag at x{factor})")
