@@ -51,7 +51,8 @@ class SeamBlend:
         t = len(job.grid)
         steps = job.cfg.blend_steps_for(t)
         if (t > 1 or self.single) and steps > 0:
-            plan, rounds = self.plan(job), _rounds(job)
+            rounds = _rounds(job)
+            plan = len(rounds) * steps  # as self.plan(job) counts it
             for i, groups in enumerate(rounds):
                 events = ticks_as_progress(self.name, i * steps, plan, i + 1, len(rounds))
                 work = self._round(job, mosaic, groups, z, noise, offsets)

@@ -40,6 +40,7 @@ def add_fit_domain(sub: Any) -> None:
 
 def run_fit_domain(args: argparse.Namespace) -> int:
     from . import domain
+    from .training.data import list_images
     from .training.domain import fit_domain
 
     if args.out is not None and not args.out.endswith(".safetensors"):
@@ -55,8 +56,6 @@ def run_fit_domain(args: argparse.Namespace) -> int:
             holdout=args.holdout, crops=args.crops, seed=args.seed, out=args.out,
             on_file=lambda done, total: show(SimpleNamespace(step=done, total=total)),
         )  # fmt: skip
-
-    from .training.data import list_images
 
     files = len(list_images(args.images, args.holdout, "train"))
     path = with_bar(

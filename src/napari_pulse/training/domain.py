@@ -47,9 +47,11 @@ def fit_domain(
     its path (``out``, else where ``upscale`` finds it: beside the generator's file, or
     the cache directory). ``on_file(done, total)`` is called after every file."""
     opts = Options(generator=generator, factor=factor, degradation=degradation, sigma=sigma)
-    gen = opts.resolve(False).generator
+    setup = opts.resolve(False)
+    gen = setup.generator
     rgb = gen.channels == 3
-    setup = opts.resolve(rgb)
+    if rgb:  # an RGB generator's fields are RGB
+        setup = opts.resolve(True)
     mode = gen.card.normalization
     side = 2 * setup.tile[0] * factor, 2 * setup.tile[1] * factor
     files = list_images(images, holdout, "train")
