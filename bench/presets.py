@@ -6,7 +6,7 @@ the seam refinement (3/20 of the steps for an image of several tiles). Each pres
 upscales the field (``--sizes``: low-res sides, the centre of the same region) x4 with
 ``nuclei`` and one sample, one process, in the order given: wall time, tiles at eps,
 generator passes per tile (median), lr_psnr and PSNR/SSIM against the truth, and the
-image-border and seam figures of ``seams.border_steps``.
+image-border and seam figures of ``seams.border_steps`` (beside the truth's at the same lines).
 
     python bench/presets.py [--sizes 256 64] [--presets fast balanced best]
 """
@@ -48,7 +48,7 @@ def main() -> None:
                 lr_psnr_db=r.lr_psnr,
                 psnr_db=f"{psnr(x, truth):.2f}",
                 ssim=f"{ssim(x, truth):.3f}",
-                **border_steps(r.image, r.params["tiles"], 4),
+                **border_steps(r.image, r.params["tiles"], 4, truth * 255),
             )
 
 

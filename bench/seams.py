@@ -48,27 +48,59 @@ def jumps(img: np.ndarray, borders: set[int]) -> tuple[float, float, float]:
     return float(on_values.mean()), float(off_values.mean()), p
 
 
-def border_steps(img: np.ndarray, tiles: dict, factor: int) -> dict[str, str]:
+def grid_of(shape: tuple[int, ...], tiles: dict, factor: int) -> tuple[TileGrid, int, int]:
+    """The tile grid of a result of high-res ``shape`` (``tiles``: ``params["tiles"]``), and
+    the low-res border (rows, columns) that the grid's origins count from."""
+    by, bx = tiles.get("border", (0, 0))
+    low = (shape[0] // factor + 2 * by, shape[1] // factor + 2 * bx)
+    return TileGrid.plan(low, tuple(tiles["tile"]), factor, tiles["overlap"]), by, bx
+
+
+def tile_edges(shape: tuple[int, ...], tiles: dict, factor: int) -> tuple[set[int], set[int]]:
+    """The high-res rows and columns inside a result where a tile's footprint starts or ends."""
+    grid, by, bx = grid_of(shape, tiles, factor)
+    ys = {(e - by) * factor for y in grid.rows for e in (y, y + grid.tile[0])}
+    xs = {(e - bx) * factor for c in grid.cols for e in (c, c + grid.tile[1])}
+    return {e for e in ys if 0 < e < shape[0]}, {e for e in xs if 0 < e < shape[1]}
+
+
+def _steps(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The mean |step| between neighbouring rows, and between neighbouring columns."""
+    x = x.astype(np.float64)
+    return np.abs(np.diff(x, axis=0)).mean(axis=1), np.abs(np.diff(x, axis=1)).mean(axis=0)
+
+
+def border_steps(
+    img: np.ndarray, tiles: dict, factor: int, truth: np.ndarray | None = None
+) -> dict[str, str]:
     """The frame and the worst seam of a grayscale result: the mean |step| between the
     outermost and the next row/column on each side (left/right/top/bottom), the worst
     row/column across a tile border (``tiles``: ``params["tiles"]``), and the median over
-    every other row/column (uint8 units)."""
-    x = img.astype(np.float64)
-    dy = np.abs(np.diff(x, axis=0)).mean(axis=1)
-    dx = np.abs(np.diff(x, axis=1)).mean(axis=0)
-    low = (x.shape[0] // factor, x.shape[1] // factor)
-    grid = TileGrid.plan(low, tuple(tiles["tile"]), factor, tiles["overlap"])
-    ys = {e * factor for y in grid.rows for e in (y, y + grid.tile[0])} - {0, x.shape[0]}
-    xs = {e * factor for c in grid.cols for e in (c, c + grid.tile[1])} - {0, x.shape[1]}
-    seam_y, seam_x = [i - 1 for i in ys], [i - 1 for i in xs]
-    ordinary_y = np.delete(dy, [0, len(dy) - 1, *seam_y])
-    ordinary_x = np.delete(dx, [0, len(dx) - 1, *seam_x])
-    seams = np.concatenate([dy[seam_y], dx[seam_x]])
-    return {
-        "frame_lrtb": f"{dx[0]:.2f}/{dx[-1]:.2f}/{dy[0]:.2f}/{dy[-1]:.2f}",
-        "worst_seam": f"{seams.max():.2f}" if len(seams) else "none",
-        "ordinary_median": f"{np.median(np.concatenate([ordinary_y, ordinary_x])):.2f}",
-    }
+    every other row/column (uint8 units). With ``truth`` (uint8 units too), the same
+    figures of the truth at the same lines: an edge of the content can make a line step
+    as much as a seam would."""
+    dy, dx = _steps(img)
+    ys, xs = tile_edges(img.shape, tiles, factor)
+    seam_y, seam_x = [i - 1 for i in sorted(ys)], [i - 1 for i in sorted(xs)]
+
+    def figures(dy: np.ndarray, dx: np.ndarray, worst: int | None = None) -> tuple:
+        ordinary_y = np.delete(dy, [0, len(dy) - 1, *seam_y])
+        ordinary_x = np.delete(dx, [0, len(dx) - 1, *seam_x])
+        seams = np.concatenate([dy[seam_y], dx[seam_x]])
+        at = int(np.argmax(seams)) if worst is None and len(seams) else worst
+        return (
+            f"{dx[0]:.2f}/{dx[-1]:.2f}/{dy[0]:.2f}/{dy[-1]:.2f}",
+            f"{seams[at]:.2f}" if len(seams) else "none",
+            f"{np.median(np.concatenate([ordinary_y, ordinary_x])):.2f}",
+            at,
+        )
+
+    frame, seam, ordinary, at = figures(dy, dx)
+    out = {"frame_lrtb": frame, "worst_seam": seam, "ordinary_median": ordinary}
+    if truth is not None:
+        t_frame, t_seam, t_ordinary, _ = figures(*_steps(truth), at)
+        out.update(truth_frame=t_frame, truth_at_worst_seam=t_seam, truth_ordinary=t_ordinary)
+    return out
 
 
 def main() -> None:
@@ -87,9 +119,8 @@ def main() -> None:
     for label, run in [("with mosaic refinement", opts), ("without (blend only)", without)]:
         seconds, r = timed(napari_pulse.upscale, low, options=run)
         tiles = r.params["tiles"]
-        grid = TileGrid.plan(low.shape, tuple(tiles["tile"]), 8, tiles["overlap"])
-        edges = {e * 8 for y in grid.rows for e in (y, y + grid.tile[0])} - {0, 256}
-        on, off, share = jumps(r.image, edges)
+        grid = grid_of(r.image.shape, tiles, 8)[0]
+        on, off, share = jumps(r.image, tile_edges(r.image.shape, tiles, 8)[0])
         report(
             label,
             tiles=f"{grid.shape[0]}x{grid.shape[1]}",
@@ -109,13 +140,12 @@ def _blocked(low: np.ndarray, opts, n: int) -> None:
 
     blocks.BLOCK_UNITS, blocks.BLOCK_TILES = 1, n
     seconds, r = timed(napari_pulse.upscale, low, options=opts)
-    tiles = r.params["tiles"]
-    grid = TileGrid.plan(low.shape, tuple(tiles["tile"]), 8, tiles["overlap"])
+    grid, by, _ = grid_of(r.image.shape, r.params["tiles"], 8)
     edges = set()
     for b in blocks.plan(grid, 1):
-        y0, y1, x0, x1 = b.window(grid)
+        y0, y1, x0, x1 = (v - by for v in b.window(grid))
         edges |= {y0 * 8, y1 * 8, x0 * 8, x1 * 8}
-    edges -= {0, 256}
+    edges = {e for e in edges if 0 < e < r.image.shape[0]}
     on, off, share = jumps(r.image, edges)
     report(
         f"in blocks of {n}x{n} tiles, with mosaic refinement",

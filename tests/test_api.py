@@ -142,11 +142,13 @@ def test_params_record_the_generator_asked_for():
 
 
 def test_tiled_image_reports_per_tile_psnr():
-    # The tiny generator is 32 px: at factor 4 its low-res tile is 8x8, so 20x28 needs tiles.
-    a = _img((20, 28), np.uint8, seed=1)
+    # The tiny generator is 32 px: at factor 4 its low-res tile is 8x8, so 18x28 needs tiles
+    # (over a border of 1 px, 20x30: 3 rows and 5 columns that overlap by 2 px or more).
+    a = _img((18, 28), np.uint8, seed=1)
     r = _run(a)
-    assert r.image.shape == (80, 112)
+    assert r.image.shape == (72, 112)
     assert r.params["tiles"]["grid"] == [3, 5]
+    assert r.params["tiles"]["border"] == [1, 1]
     assert r.params["tiles"]["tile"] == [8, 8]
     assert r.params["blend_steps"] == 1  # 3/16 of the steps, at least 1
     assert r.lr_psnr_tiles.shape == (3, 5)

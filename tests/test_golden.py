@@ -27,6 +27,12 @@ the spread of samples is computed in float64; progress events number the search'
 over all its rungs (a chunk of tiles at a time) instead of per rung. ``params`` then
 gained ``blocks`` (1 for all these cases: images this small run whole).
 
+It was recorded again when an image of several tiles came to be searched over a border
+of reflected pixels that no loss reads (``tiling.border``: the generator's own edge falls
+outside the output) with tiles overlapping by 3/16 of a tile (was a quarter): the cases of
+one tile kept their images bit for bit; the others changed, and their grids with them;
+``params["tiles"]`` gained ``border``.
+
 The inputs are stored with the recording, so nothing here depends on how they were made.
 Record again (only when a change of results is intended and said so in its commit) with::
 

@@ -59,7 +59,7 @@ def test_the_seam_refinement_refines_groups_of_tiles_in_turn(monkeypatch):
         return (yield from real(self, job, mosaic, groups, *args))
 
     monkeypatch.setattr(blend.SeamBlend, "_round", spy)
-    low = np.random.default_rng(0).random((20, 20)).astype(np.float32)  # 3x3 tiles
+    low = np.random.default_rng(0).random((18, 18)).astype(np.float32)  # 3x3 tiles
     events: list = []
     cfg = SearchConfig(blend_tiles=4, blend_steps=5)
     r = napari_pulse.upscale(
@@ -158,3 +158,70 @@ def test_groups_refined_side_by_side_end_where_each_ends_alone():
     assert not torch.allclose(together[0][:, moved], start[:, moved])  # it did refine
     for a, b in zip(together, alone, strict=True):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+class _FramedTiny:
+    """Makes the tiny (untrained, random) generator draw a bright 2-px frame on every image:
+    a generator whose own edge is unlike its inside, as the nuclei generator's is."""
+
+    @staticmethod
+    def make():
+        from napari_pulse.generators.tiny import TinyGenerator
+
+        class FramedTiny(TinyGenerator):
+            def synthesize(self, latents, noise=None, offsets=None, features=None):
+                x = super().synthesize(latents, noise, offsets, features).clone()
+                x[..., :2, :] = x[..., -2:, :] = x[..., :2] = x[..., -2:] = 1.0
+                return x
+
+        return FramedTiny(name="framed-tiny")
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_the_generators_own_edge_falls_outside_an_image_of_several_tiles():
+    gen = _FramedTiny.make()
+    low = np.full((18, 18), 0.3, np.float32) + np.random.default_rng(0).random((18, 18)) * 0.05
+    r = napari_pulse.upscale(low, generator=gen, factor=4, steps=4, restarts=2)
+    outer = np.concatenate([r.image[0], r.image[-1], r.image[:, 0], r.image[:, -1]])
+    assert outer.max() < 0.9  # the frame (1.0) was cut away with the border
+    assert r.params["tiles"]["border"] == [1, 1] and r.image.shape == (72, 72)
+    one = napari_pulse.upscale(low[:8, :8], generator=gen, factor=4, steps=4, restarts=2)
+    assert one.params["tiles"]["border"] == [0, 0]  # one tile: one generator image, edge and all
+    assert np.allclose(one.image[0], 1.0) and np.allclose(one.image[:, -1], 1.0)
+
+
+def test_the_search_reads_only_the_users_pixels_and_reflects_at_their_edge():
+    from napari_pulse import pipeline
+    from napari_pulse.options import Options
+
+    low = np.random.default_rng(1).random((18, 18)).astype(np.float32)
+    setup = Options(generator="tiny", factor=4).resolve(False)
+    _, job = pipeline.prepare(low, False, setup)
+    assert job.real_box == (1, 19, 1, 19) and tuple(job.planes.shape[-2:]) == (20, 20)
+    units = torch.arange(job.n_units)
+    img = torch.rand((job.n_units, 1, 32, 32), generator=torch.Generator().manual_seed(0))
+    mse = job.lr_mse(img, job.lr_tiles, units)
+    # Tile 0 is the top-left corner: its user's pixels are rows and columns 1.. of it, and
+    # the operator reflects at their edge, as it does on the output.
+    want = (job.degrade(img[:1, :, 4:, 4:]) - job.lr_tiles[:1, :, 1:, 1:]).pow(2).mean()
+    assert float(mse[0]) == pytest.approx(float(want), rel=1e-6)
+    origins = enumerate(job.grid.origins)
+    inner = [i for i, (y, x) in origins if 0 < y and 0 < x and y + 8 < 20 and x + 8 < 20]
+    whole = (job.degrade(img[inner]) - job.lr_tiles[inner]).pow(2).flatten(1).mean(1)
+    assert torch.allclose(mse[inner], whole)  # a tile inside the image: all of it
+    changed = job.lr_tiles.clone()
+    changed[0, :, 0, :] = 5.0  # the reflected border: no loss reads it
+    assert torch.equal(job.lr_mse(img, changed, units), mse)
+
+
+def test_a_wide_operator_reads_the_users_pixels_reflected_as_often_as_it_needs():
+    from napari_pulse import pipeline
+    from napari_pulse.options import Options
+
+    low = np.random.default_rng(2).random((10, 10)).astype(np.float32)
+    setup = Options(generator="tiny", factor=4, degradation="psf", sigma=12.0).resolve(False)
+    _, job = pipeline.prepare(low, False, setup)
+    assert job.degrade.pad > 32 and job.real_box == (1, 11, 1, 11)  # wider than a tile
+    img = torch.rand((job.n_units, 1, 32, 32), generator=torch.Generator().manual_seed(0))
+    mse = job.lr_mse(img, job.lr_tiles, torch.arange(job.n_units))
+    assert torch.isfinite(mse).all() and len(mse) == job.n_units

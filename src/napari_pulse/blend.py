@@ -75,8 +75,9 @@ class SeamBlend:
         targets = job.planes.repeat_interleave(job.samples, dim=0)
         lanes = []
         for g in groups:
-            box, keep, (y0, y1, x0, x1) = _region(grid, g, margin)
-            lanes.append((g, box, keep, targets[..., y0:y1, x0:x1], mosaic.fixed(g, box)))
+            box, read, keep, (y0, y1, x0, x1) = _region(grid, g, margin, job.real_box)
+            target = targets[..., y0:y1, x0:x1]
+            lanes.append((g, box, read, keep, target, mosaic.fixed(g, box)))
         idx, k = [i for g in groups for i in g], len(groups[0])
         zc = z[:, idx].flatten(0, 1).clone().requires_grad_()
         nc = [n[:, idx].flatten(0, 1).clone() for n in noise]
@@ -85,8 +86,9 @@ class SeamBlend:
         tile_shape = mosaic.tiles.shape[2:]
         geo = render.uses_geocross
 
-        def lane_mse(img: torch.Tensor, g, box, keep, target, fixed) -> torch.Tensor:
-            lr_img = job.degrade(mosaic.compose(fixed, g, img, box))[..., keep[0], keep[1]]
+        def lane_mse(img: torch.Tensor, g, box, read, keep, target, fixed) -> torch.Tensor:
+            blended = mosaic.compose(fixed, g, img, box)[..., read[0], read[1]]
+            lr_img = job.degrade(blended)[..., keep[0], keep[1]]
             return (lr_img - target).pow(2).flatten(1).mean(1)
 
         def objective():
@@ -207,15 +209,25 @@ def _inner(grid, idx: list[int]) -> tuple[int, int, int, int]:
     return min(ys), max(ys) + grid.tile[0], min(xs), max(xs) + grid.tile[1]
 
 
-def _region(grid, idx: list[int], margin: int):
-    """For tiles ``idx``: the high-res box they are refined in (their extent plus a margin
-    for the operator), the part of its downscaled image they own, and that part's low-res
-    extent ``(y0, y1, x0, x1)``."""
+def _region(grid, idx: list[int], margin: int, real: tuple[int, int, int, int]):
+    """For tiles ``idx`` and the user's pixels ``real`` (a low-res extent): the high-res
+    box they are blended in (their extent, and the user's pixels within a margin for the
+    operator), the part of it that is downscaled (those pixels of the user's, relative to
+    the box), the part of the downscaled image the tiles own (relative to it), and that
+    part's low-res extent ``(y0, y1, x0, x1)``."""
     f = grid.factor
-    inner, outer = _inner(grid, idx), _outer(grid, idx, margin)
-    box = (slice(outer[0] * f, outer[1] * f), slice(outer[2] * f, outer[3] * f))
-    keep = (
-        slice(inner[0] - outer[0], inner[1] - outer[0]),
-        slice(inner[2] - outer[2], inner[3] - outer[2]),
+    inner = _inner(grid, idx)
+    lo = (max(real[0], inner[0] - margin), max(real[2], inner[2] - margin))
+    hi = (min(real[1], inner[1] + margin), min(real[3], inner[3] + margin))
+    b0 = (min(lo[0], inner[0]), min(lo[1], inner[2]))
+    b1 = (max(hi[0], inner[1]), max(hi[1], inner[3]))
+    box = (slice(b0[0] * f, b1[0] * f), slice(b0[1] * f, b1[1] * f))
+    read = tuple(slice((lo[i] - b0[i]) * f, (hi[i] - b0[i]) * f) for i in range(2))
+    own = (
+        max(inner[0], real[0]),
+        min(inner[1], real[1]),
+        max(inner[2], real[2]),
+        min(inner[3], real[3]),
     )
-    return box, keep, inner
+    keep = (slice(own[0] - lo[0], own[1] - lo[0]), slice(own[2] - lo[1], own[3] - lo[1]))
+    return box, read, keep, own

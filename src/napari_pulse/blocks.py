@@ -123,7 +123,12 @@ def jobs(whole: Job, blocks: list[Block], live: bool = True) -> Iterator[tuple[B
         target = whole.planes[block.planes, :, y0:y1, x0:x1]
         ids = block.units(whole.grid, len(whole.grid))
         grid = block.grid(whole.grid)
-        job = Job.make(whole.render, whole.degrade, grid, target, whole.cfg, whole.seed, ids, live)
+        ry0, ry1, rx0, rx1 = whole.real_box
+        real = (max(ry0, y0) - y0, min(ry1, y1) - y0, max(rx0, x0) - x0, min(rx1, x1) - x0)
+        real = None if real == (0, y1 - y0, 0, x1 - x0) else real  # no border in this block
+        job = Job.make(
+            whole.render, whole.degrade, grid, target, whole.cfg, whole.seed, ids, live, real
+        )
         yield block, job
 
 

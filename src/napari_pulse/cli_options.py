@@ -78,7 +78,7 @@ def add_search_arguments(p: argparse.ArgumentParser, samples: int = 1) -> None:
         "--overlap",
         type=int,
         default=None,
-        help="low-res pixels by which neighbouring tiles overlap (default: a quarter of a tile)",
+        help="low-res pixels by which neighbouring tiles overlap (default: 3/16 of a tile)",
     )
     _add_mode_arguments(p)
     _add_start_arguments(p)

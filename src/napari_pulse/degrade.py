@@ -93,14 +93,21 @@ class Degradation(nn.Module):
         f, p = self.factor, self.pad
         if h % f or w % f:
             raise ValueError(f"image size {h}x{w} is not a multiple of the factor {f}")
-        y = x.reshape(n * c, 1, h, w)
-        taps = self.taps.to(dtype=x.dtype, device=x.device)
         if p:
             mode = "reflect" if p < min(h, w) else "replicate"
-            y = F.pad(y, (p, p, p, p), mode=mode)
+            x = F.pad(x.reshape(n * c, 1, h, w), (p, p, p, p), mode=mode).view(n, c, h + 2 * p, -1)
+        return self.padded(x)
+
+    def padded(self, x: torch.Tensor) -> torch.Tensor:
+        """The operator on images already padded by :attr:`margin` pixels on every side:
+        ``(N, C, H + 2m, W + 2m)`` to ``(N, C, H // f, W // f)``."""
+        n, c, hp, wp = x.shape
+        f, p = self.factor, self.pad
+        y = x.reshape(n * c, 1, hp, wp)
+        taps = self.taps.to(dtype=x.dtype, device=x.device)
         y = F.conv2d(y, taps.view(1, 1, -1, 1), stride=(f, 1))
         y = F.conv2d(y, taps.view(1, 1, 1, -1), stride=(1, f))
-        return y.reshape(n, c, h // f, w // f)
+        return y.reshape(n, c, (hp - 2 * p) // f, (wp - 2 * p) // f)
 
     def extra_repr(self) -> str:
         sigma = f", sigma={self.sigma}" if self.kind == "psf" else ""

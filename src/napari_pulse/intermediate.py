@@ -127,7 +127,8 @@ class FeatureSearch:
     def run(self, job: Job, state: State) -> Generator[Progress, None, State]:
         c, icfg = state.chosen, self.icfg
         g, n_units, n = job.render.g, job.n_units, job.samples
-        targets = job.lr_tiles.repeat_interleave(n, dim=0)
+        row_units = torch.arange(n_units, device=job.device).repeat_interleave(n)
+        targets = job.lr_tiles[row_units]
         z, noise = c.z.flatten(0, 1), [x.flatten(0, 1) for x in c.noise]
         shapes, scales = g.feature_shapes(), g.feature_scales()
         rows, batches, plan = z.shape[0], job.cfg.batches(z.shape[0], 1), self.plan(job)
@@ -140,7 +141,8 @@ class FeatureSearch:
             for b, idx in enumerate(batches):
                 sel = torch.tensor(idx, device=z.device)
                 fixed = {k: o[sel] for k, o in offsets.items()}
-                fit = self._fit(job, targets[sel], z[sel], [x[sel] for x in noise], fixed, layer)
+                lows = (targets[sel], row_units[sel])
+                fit = self._fit(job, lows, z[sel], [x[sel] for x in noise], fixed, layer)
                 i, n_fits = li * len(batches) + b, len(self.layers) * len(batches)
                 events = ticks_as_progress(self.name, i * icfg.steps, plan, i + 1, n_fits)
                 best = yield from relay(fit, events)
@@ -158,14 +160,15 @@ class FeatureSearch:
         return replace(state, chosen=chosen)
 
     def _fit(self, job: Job, targets, z, noise, fixed, layer: int):
-        """The optimiser loop on one layer's offsets for rows ``z`` (the others fixed)."""
+        """The optimiser loop on one layer's offsets for rows ``z`` (the others fixed);
+        ``targets``: the rows' low-res tiles and units."""
         icfg, render = self.icfg, job.render
         shape, scale = render.g.feature_shapes()[layer], render.g.feature_scales()[layer]
         delta = torch.zeros((z.shape[0], *shape), device=z.device, requires_grad=True)
 
         def objective():
             img = render(z, noise or None, {**fixed, layer: delta})
-            mse = (job.degrade(img) - targets).pow(2).flatten(1).mean(1)
+            mse = job.lr_mse(img, *targets)
             loss = job.cfg.l2_weight * mse
             if icfg.realism:
                 loss = loss + icfg.realism * (delta.flatten(1) / scale).pow(2).mean(1)

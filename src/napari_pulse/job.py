@@ -9,6 +9,7 @@ runner (:mod:`napari_pulse.pipeline`) re-bases those events on the job's one led
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Protocol
@@ -65,6 +66,10 @@ class Job:
     #: :mod:`napari_pulse.blocks`): random streams follow them, so a tile gets the same
     #: starts in every block it is in. None: the units are the whole image's.
     ids: torch.Tensor | None = None
+    #: The user's pixels inside ``planes``, their low-res extent ``(y0, y1, x0, x1)``; the
+    #: rest is the border of :func:`border` (reflected pixels that no loss reads). None:
+    #: every pixel is the user's.
+    real: tuple[int, int, int, int] | None = None
 
     @classmethod
     def make(
@@ -77,9 +82,11 @@ class Job:
         seed: int,
         ids: torch.Tensor | None = None,
         live: bool = True,
+        real: tuple[int, int, int, int] | None = None,
     ) -> Job:
         """Cut ``planes`` into tiles (the job's units); ``live`` previews them (without it
-        the job is only a description of the whole image's tiles)."""
+        the job is only a description of the whole image's tiles); ``real``: the user's
+        pixels among them (see :attr:`real`)."""
         lr_tiles = grid.cut(planes).flatten(0, 1)  # (P * T, C, th, tw)
         if live:
             up = torch.nn.functional.interpolate(
@@ -88,7 +95,7 @@ class Job:
             up = up[..., : render.crop[0], : render.crop[1]]
         else:
             up = torch.zeros((0, *lr_tiles.shape[1:]))
-        return cls(render, degrade, grid, planes, lr_tiles, cfg, int(seed), up, ids)
+        return cls(render, degrade, grid, planes, lr_tiles, cfg, int(seed), up, ids, real)
 
     def draw(
         self,
@@ -120,6 +127,57 @@ class Job:
         shapes = [(k, *s) for s in self.render.g.noise_shapes()]
         z, *noise = self.draw(units, shapes, BLIND, latents=k)
         return z, noise
+
+    @property
+    def real_box(self) -> tuple[int, int, int, int]:
+        """The low-res extent ``(y0, y1, x0, x1)`` of the user's pixels in ``planes``."""
+        return self.real or (0, self.planes.shape[-2], 0, self.planes.shape[-1])
+
+    def crop(self, x: torch.Tensor) -> torch.Tensor:
+        """High-res images ``(..., H, W)`` of the planes cut to the user's pixels."""
+        y0, y1, x0, x1 = (v * self.grid.factor for v in self.real_box)
+        return x[..., y0:y1, x0:x1]
+
+    @functools.cached_property
+    def _cuts(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """How :meth:`lr_mse` reads each tile: the high-res rows and columns of the tile,
+        padded for the operator, that each padded position takes, ``(T, H + 2m)`` and
+        ``(T, W + 2m)`` (reflected at the tile's edge, and at the user's image border where
+        the tile crosses it); and which of its low-res pixels are the user's."""
+        ry0, ry1, rx0, rx1 = self.real_box
+        (th, tw), f, m = self.grid.tile, self.grid.factor, self.degrade.pad
+
+        def taken(a: int, b: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+            a, b = max(a, 0), min(b, size)  # the user's low-res pixels of the tile
+            n = (b - a) * f  # reflected into them (as often as a wide operator needs)
+            k = (torch.arange(-m, size * f + m) - a * f) % max(1, 2 * (n - 1))
+            j = a * f + torch.where(k < n, k, 2 * (n - 1) - k)
+            own = torch.zeros(size)
+            own[a:b] = 1
+            return j, own
+
+        ys = [taken(ry0 - y, ry1 - y, th) for y, _ in self.grid.origins]
+        xs = [taken(rx0 - x, rx1 - x, tw) for _, x in self.grid.origins]
+        rows, cols = torch.stack([j for j, _ in ys]), torch.stack([j for j, _ in xs])
+        pairs = zip(ys, xs, strict=True)
+        own = torch.stack([wy[:, None] * wx[None, :] for (_, wy), (_, wx) in pairs])
+        return rows.to(self.device), cols.to(self.device), own.to(self.device)
+
+    def lr_mse(self, img: torch.Tensor, target: torch.Tensor, units: torch.Tensor) -> torch.Tensor:
+        """The low-res MSE of each row of tile images ``img`` ``(R, C, H, W)`` against
+        ``target`` ``(R, C, h, w)``, the rows being tiles of ``units``: over the user's
+        pixels only, with the operator reflecting at the user's image border (as it does on
+        the output), so that the generator's own edge may lie outside the image."""
+        if self.real is None:
+            return (self.degrade(img) - target).pow(2).flatten(1).mean(1)
+        rows, cols, own = self._cuts
+        tile = units.to(rows.device) % len(self.grid)
+        (r, c, h, w), m = img.shape, self.degrade.pad
+        x = torch.gather(img, 2, rows[tile][:, None, :, None].expand(r, c, h + 2 * m, w))
+        x = torch.gather(x, 3, cols[tile][:, None, None, :].expand(r, c, h + 2 * m, w + 2 * m))
+        weight = own[tile][:, None]
+        err = (self.degrade.padded(x) - target).pow(2) * weight
+        return err.flatten(1).sum(1) / (weight.flatten(1).sum(1) * c)
 
     @property
     def n_units(self) -> int:

@@ -57,7 +57,7 @@ from .render import Renderer, pass_dtype
 from .result import Frame, Result, assemble
 from .search import LatentSearch
 from .starts import BlindStarts, EncoderStarts, GuidedStarts, NearestStarts
-from .tiling import Mosaic, TileGrid
+from .tiling import Mosaic, TileGrid, border
 
 log = logging.getLogger("napari_pulse")
 
@@ -129,8 +129,11 @@ def prepare(
     arr: np.ndarray, rgb: bool, setup: Setup, live: bool | None = None
 ) -> tuple[Frame, Job]:
     """The user's array as the pipeline sees it (planes in [0, 1]), and the job on its
-    tiles (``live``: with the tiles' preview images; None: unless the job runs in blocks,
-    :mod:`napari_pulse.blocks`, whose blocks preview their own)."""
+    tiles: over the planes with a border of reflected pixels where a side spans more than
+    one tile (:func:`~napari_pulse.tiling.border`; no loss reads it, and the output is cut
+    to the user's pixels, so the generator's own edge falls outside the image). ``live``:
+    with the tiles' preview images; None: unless the job runs in blocks
+    (:mod:`napari_pulse.blocks`, whose blocks preview their own)."""
     gen, factor = setup.generator, setup.factor
     layout = Layout.of(arr, rgb, gen)
     mode = gen.card.normalization if setup.normalization == "auto" else setup.normalization
@@ -138,13 +141,17 @@ def prepare(
     planes = layout.to_planes(intensity.to_unit(arr))  # a new float32 array: the caller's stays
     frame = Frame(layout, intensity, arr.dtype, planes)
     c, h, w = planes.shape[1:]
-    grid = TileGrid.plan((h, w), setup.tile, factor, setup.overlap)
+    th, tw = TileGrid.plan((h, w), setup.tile, factor, setup.overlap).tile
+    py, px = border((h, w), (th, tw), factor)
+    grid = TileGrid.plan((h + 2 * py, w + 2 * px), setup.tile, factor, setup.overlap)
     fast = pass_dtype(setup.cfg.precision, setup.device)
     render = Renderer(gen, c, (grid.tile[0] * factor, grid.tile[1] * factor), fast)
-    target = torch.from_numpy(np.clip(planes, 0, 1)).to(setup.device)
+    padded = np.pad(np.clip(planes, 0, 1), ((0, 0), (0, 0), (py, py), (px, px)), mode="reflect")
+    target = torch.from_numpy(padded).to(setup.device)
     if live is None:
         live = blocks.plan(grid, planes.shape[0]) is None  # blocks preview their own
-    job = Job.make(render, setup.degrade, grid, target, setup.cfg, setup.seed, live=live)
+    real = (py, py + h, px, px + w) if py or px else None
+    job = Job.make(render, setup.degrade, grid, target, setup.cfg, setup.seed, live=live, real=real)
     return frame, job
 
 
@@ -231,10 +238,10 @@ def _preview(
         tiles = job.live.view(job.n_planes, len(job.grid), *job.live.shape[1:])
         image = Mosaic(job.grid, tiles).image().cpu()
         if canvas is None or block is None:
-            return frame.to_user(image.numpy()[:, None])[0]
+            return frame.to_user(job.crop(image).numpy()[:, None])[0]
         whole = canvas.preview()  # painted in place: the block's own tiles go on top
         y0, y1, x0, x1 = canvas.window(block)
         whole[block.planes, :, y0:y1, x0:x1] = image
-        return frame.to_user(whole.numpy()[:, None])[0]
+        return frame.to_user(canvas.whole.crop(whole).numpy()[:, None])[0]
 
     return preview

@@ -178,8 +178,9 @@ class RefineSearch:
             params = [p.detach().requires_grad_() for p in pool.params]
             z, noise = params[0], params[1:]
             img = render(z, noise or None)
-            target = job.lr_tiles[units[pool.unit]]
-            loss, mse = per_sample_loss(cfg, job.degrade(img), target, z, geo)
+            row_units = units[pool.unit]
+            mse = job.lr_mse(img, job.lr_tiles[row_units], row_units)
+            loss, mse = per_sample_loss(cfg, mse, z, geo)
             free = params if cfg.optimize_noise else params[:1]
             grads = list(torch.autograd.grad(loss.sum(), free))
             grads += [torch.zeros_like(p) for p in params[len(free) :]]

@@ -110,8 +110,8 @@ def assemble(frame: Frame, job: Job, state: State, setup: Setup, rgb: bool) -> R
     dtype, measured against the input, with the search's scores and ``params``."""
     p, n, (c, h, w) = job.n_planes, job.samples, job.planes.shape[1:]
     f = job.grid.factor
-    mosaics = state.mosaics.detach().cpu().numpy().reshape(p, n, c, h * f, w * f)
-    result = _measure(frame, mosaics, job.degrade, job.grid, job.cfg.eps)
+    mosaics = job.crop(state.mosaics.detach().cpu().view(p, n, c, h * f, w * f)).numpy()
+    result = _measure(frame, mosaics, job.degrade, job.grid, job.cfg.eps, job.real_box)
     layout, grid, t = frame.layout, job.grid, len(job.grid)
     result.ood_tiles = layout.per_tile(
         state.chosen.ood[:, 0].cpu().numpy().reshape(p, t), "max", grid.shape
@@ -164,7 +164,14 @@ def params(frame: Frame, job: Job, state: State, setup: Setup, rgb: bool) -> dic
         "normalization": frame.intensity.as_dict(),
         "rgb": rgb,
         "channel_conversion": frame.layout.conversion(gen),
-        "tiles": {"grid": list(grid.shape), "tile": list(grid.tile), "overlap": grid.overlap},
+        "tiles": {
+            "grid": list(grid.shape),
+            "tile": list(grid.tile),
+            "overlap": grid.overlap,
+            # low-res pixels of reflected border above and left of the image (the grid's
+            # origins count from there; see tiling.border)
+            "border": [job.real_box[0], job.real_box[2]],
+        },
         "blend_steps": cfg.blend_steps_for(len(grid)) if len(grid) > 1 else 0,
         "blend_lr": cfg.blend_lr_for(len(grid)),
         "mode": setup.mode,
@@ -199,9 +206,15 @@ def _spread(out: np.ndarray) -> np.ndarray:
 
 
 def _measure(
-    frame: Frame, mosaics: np.ndarray, degrade: Degradation, grid: TileGrid, eps: float
+    frame: Frame,
+    mosaics: np.ndarray,
+    degrade: Degradation,
+    grid: TileGrid,
+    eps: float,
+    real: tuple[int, int, int, int],
 ) -> Result:
-    """Cast the mosaics to the input's units and dtype, and measure them against the input."""
+    """Cast the mosaics (cut to the user's pixels, which lie at ``real`` in the grid's
+    low-res frame) to the input's units and dtype, and measure them against the input."""
     n_planes, n_samples = mosaics.shape[:2]
     layout, planes = frame.layout, frame.planes
     out = frame.to_user(mosaics)  # (N, ...)
@@ -213,9 +226,13 @@ def _measure(
     err = (lr - planes[None]) ** 2  # against the unclipped input
     sample_mse = [float(e.mean()) for e in err]
     th, tw = grid.tile
+    ry, rx = real[0], real[2]
     tile_mse = np.array(
         [
-            [err[0, p, :, y : y + th, x : x + tw].mean() for (y, x) in grid.origins]
+            [
+                err[0, p, :, max(y - ry, 0) : y + th - ry, max(x - rx, 0) : x + tw - rx].mean()
+                for (y, x) in grid.origins
+            ]
             for p in range(n_planes)
         ]
     )

@@ -174,10 +174,10 @@ def batch_width(device: torch.device | str) -> int:
 
 
 def per_sample_loss(
-    cfg: SearchConfig, lr_images: torch.Tensor, target: torch.Tensor, z: torch.Tensor, geo: bool
+    cfg: SearchConfig, mse: torch.Tensor, z: torch.Tensor, geo: bool
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The search's loss per row (``l2_weight`` x MSE, plus GEOCROSS when ``geo``) and MSE."""
-    mse = (lr_images - target).pow(2).flatten(1).mean(1)
+    """The search's loss per row (``l2_weight`` x the low-res MSE ``mse``, plus GEOCROSS
+    when ``geo``) and the MSE."""
     loss = cfg.l2_weight * mse
     if geo and cfg.geocross_weight:
         loss = loss + cfg.geocross_weight * geocross(z)
@@ -265,7 +265,8 @@ class LatentSearch:
     ):
         """The optimiser loop on the starts ``kept[sel]`` of the job's ``units``."""
         cfg, render = self.cfg, job.render
-        target = job.lr_tiles[units].repeat_interleave(per_unit, dim=0)
+        row_units = units.repeat_interleave(per_unit)
+        target = job.lr_tiles[row_units]
         z = kept.z[sel].flatten(0, 1).clone().requires_grad_()
         noise = [n[sel].flatten(0, 1).clone() for n in kept.noise]
         params = [z] + ([n.requires_grad_() for n in noise] if cfg.optimize_noise else [])
@@ -273,7 +274,7 @@ class LatentSearch:
 
         def objective():
             img = render(z, noise or None)
-            loss, mse = per_sample_loss(cfg, job.degrade(img), target, z, geo)
+            loss, mse = per_sample_loss(cfg, job.lr_mse(img, target, row_units), z, geo)
             return loss, mse, img
 
         def project() -> None:

@@ -17,6 +17,21 @@ def _starts(size: int, tile: int, overlap: int) -> list[int]:
     return starts
 
 
+#: High-res pixels at a generator image's edge that are not like its inside: the nuclei
+#: generator's own draws step 3.4x / 1.9x / 1.5x / 1.3x more between their outer lines than
+#: inside, and 1.05x at the 5th (the face DCGAN: none).
+GENERATOR_EDGE = 4
+
+
+def border(size: tuple[int, int], tile: tuple[int, int], factor: int) -> tuple[int, int]:
+    """Low-res pixels added on each side of an image (rows, columns) so that the tiles on
+    its border reach past it by :data:`GENERATOR_EDGE` high-res pixels or more, and the
+    generator's own edge falls outside what the user gets. None along a side that one tile
+    spans: such an image is one generator image, edge and all."""
+    m = -(-GENERATOR_EDGE // factor)
+    return tuple(m if s > t else 0 for s, t in zip(size, tile, strict=True))  # type: ignore[return-value]
+
+
 def _ramp(length: int, width: int) -> torch.Tensor:
     """1 in the middle, falling smoothly (but never to 0) over ``width`` pixels at each end.
 
@@ -33,8 +48,11 @@ def _ramp(length: int, width: int) -> torch.Tensor:
 class TileGrid:
     """Tiles of ``tile`` low-res pixels over an image of ``size`` low-res pixels.
 
-    Tiles overlap by at least ``overlap`` pixels; the last tile of a row or column is
-    aligned with the image's edge. An image smaller than a tile gets one (clipped) tile.
+    Tiles overlap by at least ``overlap`` pixels (by default 3/16 of a tile, rounded: 3 of
+    16); the last tile of a row or column is aligned with the image's edge. An image
+    smaller than a tile gets one (clipped) tile. On the 256x256 nuclei field of
+    ``bench/field.py`` (x4, with the border of :func:`border`), an overlap of 3 gives 400
+    tiles, 80.5 s and PSNR/SSIM 39.06/0.941; 4 gives 484 tiles, 101.3 s and 39.32/0.947.
     """
 
     size: tuple[int, int]
@@ -48,7 +66,7 @@ class TileGrid:
     ):
         th, tw = min(tile[0], size[0]), min(tile[1], size[1])
         if overlap is None:
-            overlap = max(1, min(th, tw) // 4)
+            overlap = max(1, int(3 * min(th, tw) / 16 + 0.5))
         return cls((size[0], size[1]), (th, tw), overlap, factor)
 
     @property

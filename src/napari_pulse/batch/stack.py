@@ -155,8 +155,10 @@ class Shown:
         self.frame = frame
         self.per = 3 if frame.layout.split_channels else 1  # search planes per shown plane
         self.one = replace(frame.layout, lead=(1,))  # the layout of one shown plane
-        f, (c, h, w) = whole.grid.factor, whole.planes.shape[1:]
-        tail = self._user(np.zeros((self.per, 1, c, h * f, w * f), np.float32)).shape
+        self.whole = whole
+        f, c, (y0, y1, x0, x1) = whole.grid.factor, whole.planes.shape[1], whole.real_box
+        one = np.zeros((self.per, 1, c, (y1 - y0) * f, (x1 - x0) * f), np.float32)
+        tail = self._user(one).shape
         self.image = np.zeros((*frame.layout.lead, *tail), frame.dtype)
         self._flat = self.image.reshape(-1, *tail)  # a view: painting it paints the image
         self._planes = np.zeros(whole.n_planes, bool)
@@ -172,7 +174,8 @@ class Shown:
         self._planes[planes] = True
         complete = self._planes.reshape(-1, self.per).all(axis=1)
         for j in np.flatnonzero(complete & ~self._painted):
-            x = canvas.planes(slice(j * self.per, (j + 1) * self.per))[:, :1].numpy()
+            x = self.whole.crop(canvas.planes(slice(j * self.per, (j + 1) * self.per))[:, :1])
+            x = x.numpy()
             self._flat[j] = self._user(x)
             self._painted[j] = True
 
