@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import resource
 import subprocess
@@ -44,19 +45,16 @@ def _rss_mb() -> float:
 def child(size: int, steps: int, restarts: int) -> None:
     """Upscale one size and print a JSON line (run in its own process)."""
     import napari_pulse
-    from napari_pulse.generators import default_for, load
-    from napari_pulse.tiling import TileGrid
+    from napari_pulse.generators import default_for
 
     name = default_for(1)
-    g = load(name)
     low = image(size)
     napari_pulse.upscale(low[:8, :8], generator=name, factor=FACTOR, steps=2, restarts=1)
     base = _rss_mb()
-    tile = (g.resolution[0] // FACTOR, g.resolution[1] // FACTOR)
-    tiles = len(TileGrid.plan(low.shape, tile, FACTOR))
     seconds, r = timed(
         napari_pulse.upscale, low, generator=name, factor=FACTOR, steps=steps, restarts=restarts
     )
+    tiles = math.prod(r.params["tiles"]["grid"])  # over the border the search adds
     out = {"size": size, "tiles": tiles, "seconds": seconds, "peak_mb": _rss_mb()}
     out.update(base_mb=base, generator=name, shape=list(r.image.shape))
     print(json.dumps(out))

@@ -67,7 +67,8 @@ class Job:
     #: starts in every block it is in. None: the units are the whole image's.
     ids: torch.Tensor | None = None
     #: The user's pixels inside ``planes``, their low-res extent ``(y0, y1, x0, x1)``; the
-    #: rest is the border of :func:`border` (reflected pixels that no loss reads). None:
+    #: rest is the border of :func:`~napari_pulse.tiling.border` (reflected pixels that no
+    #: loss reads). None:
     #: every pixel is the user's.
     real: tuple[int, int, int, int] | None = None
 
