@@ -194,12 +194,14 @@ def _apart(grid, a: list[int], b: list[int], margin: int) -> bool:
     return not touches(a, b) and not touches(b, a)
 
 
-def _outer(grid, idx: list[int], margin: int) -> tuple[int, int, int, int]:
-    """The low-res extent ``(y0, y1, x0, x1)`` of tiles ``idx``, ``margin`` pixels wider
-    (within the image): the part of the image their refinement reads."""
+def _outer(
+    grid, idx: list[int], margin: int, within: tuple[int, int, int, int] | None = None
+) -> tuple[int, int, int, int]:
+    """The low-res extent ``(y0, y1, x0, x1)`` of tiles ``idx``, ``margin`` pixels wider,
+    within ``within`` (a low-res extent; the whole grid by default)."""
     y0, y1, x0, x1 = _inner(grid, idx)
-    h, w = grid.size
-    return max(0, y0 - margin), min(h, y1 + margin), max(0, x0 - margin), min(w, x1 + margin)
+    a0, a1, b0, b1 = within or (0, grid.size[0], 0, grid.size[1])
+    return max(a0, y0 - margin), min(a1, y1 + margin), max(b0, x0 - margin), min(b1, x1 + margin)
 
 
 def _inner(grid, idx: list[int]) -> tuple[int, int, int, int]:
@@ -216,18 +218,12 @@ def _region(grid, idx: list[int], margin: int, real: tuple[int, int, int, int]):
     the box), the part of the downscaled image the tiles own (relative to it), and that
     part's low-res extent ``(y0, y1, x0, x1)``."""
     f = grid.factor
-    inner = _inner(grid, idx)
-    lo = (max(real[0], inner[0] - margin), max(real[2], inner[2] - margin))
-    hi = (min(real[1], inner[1] + margin), min(real[3], inner[3] + margin))
+    inner, outer = _inner(grid, idx), _outer(grid, idx, margin, real)
+    lo, hi = (outer[0], outer[2]), (outer[1], outer[3])
     b0 = (min(lo[0], inner[0]), min(lo[1], inner[2]))
     b1 = (max(hi[0], inner[1]), max(hi[1], inner[3]))
     box = (slice(b0[0] * f, b1[0] * f), slice(b0[1] * f, b1[1] * f))
     read = tuple(slice((lo[i] - b0[i]) * f, (hi[i] - b0[i]) * f) for i in range(2))
-    own = (
-        max(inner[0], real[0]),
-        min(inner[1], real[1]),
-        max(inner[2], real[2]),
-        min(inner[3], real[3]),
-    )
+    own = _outer(grid, idx, 0, real)
     keep = (slice(own[0] - lo[0], own[1] - lo[0]), slice(own[2] - lo[1], own[3] - lo[1]))
     return box, read, keep, own

@@ -140,7 +140,7 @@ class Job:
         return x[..., y0:y1, x0:x1]
 
     @functools.cached_property
-    def _cuts(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _reads(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """How :meth:`lr_mse` reads each tile: the high-res rows and columns of the tile,
         padded for the operator, that each padded position takes, ``(T, H + 2m)`` and
         ``(T, W + 2m)`` (reflected at the tile's edge, and at the user's image border where
@@ -171,7 +171,7 @@ class Job:
         the output), so that the generator's own edge may lie outside the image."""
         if self.real is None:
             return (self.degrade(img) - target).pow(2).flatten(1).mean(1)
-        rows, cols, own = self._cuts
+        rows, cols, own = self._reads
         tile = units.to(rows.device) % len(self.grid)
         (r, c, h, w), m = img.shape, self.degrade.pad
         x = torch.gather(img, 2, rows[tile][:, None, :, None].expand(r, c, h + 2 * m, w))
