@@ -1,13 +1,14 @@
 """The search's passes in float32 and in bfloat16: pass speed, and a real field upscaled both ways.
 
 First the nuclei generator's forward and backward (W+ latents and noise requiring grad, as
-the search runs it) at ``--batch`` images, in float32 and under bfloat16 autocast (best of
-``--repeats``), and the largest and RMS difference of one forward. Then the field of
-``field.py`` (``--size``: the low-res side) upscaled x4 with every default but
-``SearchConfig.precision``, for each of ``--seeds``, bfloat16 first (any warm-up counts
-against it): wall time, tiles at eps, lr_psnr, PSNR/SSIM against the truth.
+the search runs it) at each width of ``--batch`` (images per pass), in float32 and under
+bfloat16 autocast (best of ``--repeats``), and the largest and RMS difference of one
+forward. Then the field of ``field.py`` (``--size``: the low-res side; 0: no field)
+upscaled x4 with every default but ``SearchConfig.precision``, for each of ``--seeds``,
+bfloat16 first (any warm-up counts against it): wall time, tiles at eps, lr_psnr,
+PSNR/SSIM against the truth.
 
-    python bench/precision.py [--size 64] [--seeds 0 1 2] [--threads 2]
+    python bench/precision.py [--size 64] [--seeds 0 1 2] [--batch 32 64] [--threads 2]
 """
 
 from __future__ import annotations
@@ -65,12 +66,15 @@ def main() -> None:
     p.set_defaults(threads=2)
     p.add_argument("--size", type=int, default=64)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--batch", type=int, nargs="+", default=[64])
     p.add_argument("--repeats", type=int, default=6)
     args = p.parse_args()
     begin(args)
     print("native bfloat16 on this CPU:", native_bfloat16("cpu"))
-    pass_speed(args.batch, args.repeats)
+    for batch in args.batch:
+        pass_speed(batch, args.repeats)
+    if not args.size:
+        return
     truth, low = field(args.size)
     for precision in ("bfloat16", "float32"):
         for seed in args.seeds:

@@ -130,6 +130,14 @@ def test_a_corrupt_file_is_reported_and_the_others_written(client, tmp_path):
     assert statuses == {"broken.tif": "failed", "field0.tif": "done", "field1.tif": "done"}
 
 
+def _until_idle(client, timeout: float = 60.0) -> None:
+    """Wait until no worker of ``client`` runs a task (cancelled ones run on to their end)."""
+    deadline = time.monotonic() + timeout
+    while sum(client.run(lambda dask_worker: len(dask_worker.state.executing)).values()):
+        assert time.monotonic() < deadline, "the workers are still busy"
+        time.sleep(0.05)
+
+
 def test_a_rerun_after_an_interrupted_batch_does_only_what_was_missing(client, tmp_path):
     paths = _files(tmp_path / "in", 4)
     out = tmp_path / "out"
@@ -140,6 +148,7 @@ def test_a_rerun_after_an_interrupted_batch_does_only_what_was_missing(client, t
 
     with pytest.raises(KeyboardInterrupt):
         batch(paths, out, client=client, progress=interrupt, **KW)
+    _until_idle(client)  # a task already running when interrupted still writes its output
     saved = json.loads((out / REPORT_NAME).read_text())
     assert saved["interrupted"] and "pending" in {e["status"] for e in saved["inputs"]}
     assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]

@@ -145,13 +145,15 @@ def _final(job: Job, mosaic: Mosaic, idx: list[int], z, noise, offsets) -> None:
 
 
 #: Images a round of groups side by side holds at most (and never more than a batch).
-#: Under bfloat16 the nuclei generator's forward+backward runs 560-621 images/s at 32
-#: against 397-473 at 64 and 505 at 16 (median of interleaved rounds), the face DCGAN 1064
-#: against 988 at 64; on the 256x256 field of ``bench/field.py`` two groups a round took
-#: 81.7 s against 93.3 s for four, with the same PSNR/SSIM (39.06/0.943). The search's own
-#: width stays 64: at 32 the groups of an image with 4 samples hold 8 tiles, which lost
+#: With channels-last activations and bfloat16 kept through the elementwise operations
+#: (:mod:`~napari_pulse.generators.stylegan2`), the nuclei generator's forward+backward
+#: runs 770 images/s at 32 against 830-840 at 64 on this project's 2-core CPU
+#: (``bench/precision.py --batch 32 64``); on the 256x256 field of ``bench/field.py``, 64
+#: took 50.4-53.5 s against 54.5 s for 32, at 39.02/0.941 against 38.96/0.940 PSNR/SSIM.
+#: (Before those changes 32 was faster: 560-621 against 397-473 images/s.) The search's
+#: own width stays 64: at 32 the groups of an image with 4 samples hold 8 tiles, which lost
 #: 0.2-0.5 dB and 0.02-0.04 SSIM. GPUs: not measured.
-SIDE_BY_SIDE = 32
+SIDE_BY_SIDE = 64
 
 
 def _rounds(job: Job) -> list[list[list[int]]]:
