@@ -90,11 +90,46 @@ def test_samples_and_std():
     assert r.samples.dtype == np.uint8
     assert r.std.shape == (24, 28)
     np.testing.assert_array_equal(r.samples[0], r.image)
-    np.testing.assert_allclose(r.std, r.samples.astype(np.float32).std(axis=0), rtol=1e-6)
+    want = np.sqrt(_window_mean(r.samples.astype(np.float64).var(axis=0), 0.5 * 4))
+    np.testing.assert_allclose(r.std, want, rtol=1e-5)
     assert r.std.max() > 0  # distinct starts give distinct samples
     assert len(r.sample_lr_psnr) == 3
     assert r.sample_lr_psnr[0] == pytest.approx(r.lr_psnr)
     assert r.mean.shape == (24, 28)
+
+
+def _window_mean(x: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian-weighted mean of a 2-d ``x`` over the pixels inside it, pixel by pixel."""
+    ys, xs = np.mgrid[: x.shape[0], : x.shape[1]]
+    out = np.empty_like(x)
+    r = int(np.ceil(3 * sigma))
+    for y in range(x.shape[0]):
+        for c in range(x.shape[1]):
+            d2 = (ys - y) ** 2 + (xs - c) ** 2
+            w = np.exp(-0.5 * d2 / sigma**2) * ((abs(ys - y) <= r) & (abs(xs - c) <= r))
+            out[y, c] = (w * x).sum() / w.sum()
+    return out
+
+
+def test_the_spread_is_local_to_each_plane_and_channel():
+    from napari_pulse.layout import Layout
+    from napari_pulse.result import _spread
+
+    rng = np.random.default_rng(0)
+    samples = np.zeros((3, 2, 12, 10, 3), np.float32)  # (N, T, Y, X, RGB)
+    samples[:, 1, 5, 4, 2] = [0.0, 3.0, 6.0]  # the samples disagree at one pixel of one plane
+    layout = Layout(lead=(2,), rgb=True, split_channels=False)
+    std = _spread(samples, layout, factor=2)
+    assert std.shape == (2, 12, 10, 3) and std.dtype == np.float32
+    assert std[0].max() == 0 and std[1, ..., :2].max() == 0  # other planes and channels
+    spot = std[1, ..., 2]
+    assert np.unravel_index(spot.argmax(), spot.shape) == (5, 4)
+    assert spot[5, 4] > spot[5, 5] > spot[5, 6] > 0 == spot[5, 8]  # 3 sigma: nothing
+    want = np.sqrt(_window_mean(samples[:, 1, ..., 2].astype(np.float64).var(axis=0), 1.0))
+    np.testing.assert_allclose(spot, want, rtol=1e-5)
+    flat = rng.random((4, 9, 9)).astype(np.float64)
+    same = _spread(np.repeat(flat[:1], 4, axis=0), Layout((), False, False), factor=4)
+    assert same.dtype == np.float64 and same.max() == 0  # identical samples: no spread
 
 
 def test_samples_of_rgb_image():

@@ -33,6 +33,12 @@ outside the output) with tiles overlapping by 3/16 of a tile (was a quarter): th
 one tile kept their images bit for bit; the others changed, and their grids with them;
 ``params["tiles"]`` gained ``border``.
 
+It was recorded again when the StyleGAN2 activations became channels-last (``nuclei-encoder``
+changed in the last bits of its floats; the tiny generators and the face DCGAN did not),
+and again when ``Result.std`` became the samples' variance pooled over half a low-res
+pixel (``result.SPREAD_SIGMA``): only the ``std`` arrays of the cases with several samples
+changed.
+
 The inputs are stored with the recording, so nothing here depends on how they were made.
 Record again (only when a change of results is intended and said so in its commit) with::
 

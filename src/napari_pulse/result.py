@@ -23,7 +23,8 @@ class Result:
     """What an upscale returns. Arrays are in the input's units; ``image`` has its dtype.
 
     ``image`` is the best sample. ``samples`` (``(N, *image.shape)``) and ``std`` (the
-    per-pixel spread across samples, where the generator invented detail) are set when
+    local spread across samples, where the generator invented detail: their per-pixel
+    variance averaged over a window of half a low-res pixel, square-rooted) are set when
     more than one sample was asked for. ``lr_psnr`` compares the downscaled result with
     the input in [0, 1] units (dB; per tile in ``lr_psnr_tiles``, shape ``(*planes, rows,
     cols)``). ``success`` says whether the low-res MSE is at most ``eps``.
@@ -196,13 +197,41 @@ def _passes(passes: torch.Tensor | None) -> dict[str, float] | None:
     return {"median": float(p.median()), "max": float(p.max()), "mean": float(p.mean())}
 
 
-def _spread(out: np.ndarray) -> np.ndarray:
-    """The per-pixel standard deviation over samples: float32, or float64 for float64
-    images (whose values may not fit in float32); scaled, so huge values cannot overflow."""
+#: The spread's window: a Gaussian of sigma this many low-res pixels (x4: 2 high-res pixels).
+SPREAD_SIGMA = 0.5
+
+
+def _spread(out: np.ndarray, layout: Layout, factor: int) -> np.ndarray:
+    """The local spread of the samples ``(N, ...)``: their per-pixel variance, averaged
+    over a Gaussian window of :data:`SPREAD_SIGMA` low-res pixels within each plane and
+    channel, square-rooted. A few samples give a noisy per-pixel estimate (4 samples:
+    about 40% relative error); pooled, it ranks the actual error of their mean better
+    (``bench/spread.py``: a rank correlation of 0.375 against 0.266 on 20 held-out crops
+    at x4 with 4 samples). float32, or float64 for float64 images; scaled, so that huge
+    values cannot overflow."""
     x = out.astype(np.float64)
     scale = float(np.abs(x).max()) or 1.0
-    std = (x / scale).std(axis=0) * scale
+    var = torch.from_numpy(layout.to_planes((x / scale).var(axis=0)))  # (P, C, H, W)
+    pooled = gaussian_mean(var, SPREAD_SIGMA * factor).numpy()
+    std = np.sqrt(layout.from_planes(pooled[:, None])[0]) * scale
     return std.astype(np.float64 if out.dtype == np.float64 else np.float32)
+
+
+def gaussian_mean(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """The Gaussian-weighted mean (sigma in pixels) of ``x`` ``(P, C, H, W)`` around every
+    pixel, over the pixels inside the image (the weights renormalised at its edges)."""
+    r = max(1, math.ceil(3 * sigma))
+    k = torch.exp(-0.5 * (torch.arange(-r, r + 1, dtype=x.dtype) / sigma) ** 2)
+    k = k / k.sum()
+    p, c, h, w = x.shape
+    flat = x.reshape(p * c, 1, h, w)
+    ones = torch.ones((1, 1, h, w), dtype=x.dtype)
+
+    def blur(t: torch.Tensor) -> torch.Tensor:
+        t = torch.nn.functional.conv2d(t, k.view(1, 1, -1, 1), padding=(r, 0))
+        return torch.nn.functional.conv2d(t, k.view(1, 1, 1, -1), padding=(0, r))
+
+    return (blur(flat) / blur(ones)).reshape(p, c, h, w)
 
 
 def _measure(
@@ -246,6 +275,6 @@ def _measure(
         success_tiles=tile_mse <= eps,
         params={},
         samples=out if n_samples > 1 else None,
-        std=_spread(out) if n_samples > 1 else None,
+        std=_spread(out, layout, grid.factor) if n_samples > 1 else None,
         sample_lr_psnr=[psnr(m) for m in sample_mse],
     )
