@@ -64,7 +64,7 @@ def _add_upscale(sub: Any) -> None:
         type=Path,
         required=True,
         help="output .tif/.tiff; never the input file; with --samples N > 1 also "
-        "OUT_samples.tif and OUT_std.tif (per-pixel spread: where detail was invented)",
+        "OUT_samples.tif and OUT_std.tif (the local spread: where detail was invented)",
     )
     add_upscale_arguments(p)
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")

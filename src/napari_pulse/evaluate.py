@@ -10,7 +10,7 @@ For each high-res image (TIFF/PNG/JPEG, a single ``(Y, X)`` or ``(Y, X, 3)`` ima
 3. it is upscaled with :func:`napari_pulse.upscale` (``samples`` samples) and compared
    with the truth in [0, 1]: PSNR and SSIM for bicubic upsampling of the low-res image,
    for one sample (the best) and for the mean of the samples; the low-res fit
-   (``lr_psnr``, ``success``); the mean per-pixel spread (std) of the samples and its
+   (``lr_psnr``, ``success``); the mean spread of the samples (``Result.std``) and its
    Spearman correlation with the actual error ``|mean - truth|``.
 
 The summary holds the share of successes and the medians of everything else.

@@ -116,7 +116,7 @@ def result_layers(
             "metadata": {
                 "napari_pulse": True,
                 "source": source_name,
-                "what": "per-pixel standard deviation across samples (bright = invented)",
+                "what": "local spread across samples (bright = invented)",
                 "params": dict(result.params),
             },
             "colormap": SPREAD_COLORMAP,
