@@ -139,7 +139,9 @@ def _until_idle(client, timeout: float = 60.0) -> None:
 
 
 def test_a_rerun_after_an_interrupted_batch_does_only_what_was_missing(client, tmp_path):
-    paths = _files(tmp_path / "in", 4)
+    # The first input is small and the others larger, so that when the first is done and
+    # the batch is interrupted, at most two others (one per worker) are still running.
+    paths = _files(tmp_path / "in", 1) + _files(tmp_path / "big", 4, shape=(64, 64))[1:]
     out = tmp_path / "out"
 
     def interrupt(event):

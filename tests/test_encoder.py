@@ -242,3 +242,64 @@ def test_an_encoder_for_a_bundled_generator_goes_to_the_cache_and_wins_over_the_
     assert out == cache / "encoders" / "nuclei.encoder-x4-bicubic.safetensors"  # not the package
     places = encoder.candidates(load("nuclei"), 4, "bicubic")
     assert places[0] == out and places[-1].parent == encoder.BUNDLED_DIR
+
+
+def test_the_retry_rung_follows_the_encoder_rung_and_can_be_switched_off(monkeypatch):
+    gen = TinyGenerator()
+    enc = encoder.Encoder((1, 8, 8), gen.latent_shape)
+    monkeypatch.setattr(pipeline, "encoder_for", lambda setup, job: (enc, None))
+    low = np.random.default_rng(3).random((8, 8)).astype(np.float32)
+    for config, names in [
+        (SearchConfig(), ["encoder", "retry", "search", "choose", "blend"]),
+        (SearchConfig(retry_starts=0), ["encoder", "search", "choose", "blend"]),
+    ]:
+        setup = Options(generator=gen, factor=4, config=config).resolve(False)
+        _, job = pipeline.prepare(low, False, setup)
+        stages = pipeline.build(setup, job)
+        assert [s.name for s in stages] == names
+    retry = pipeline.build(Options(generator=gen, factor=4).resolve(False), job)[1]
+    assert retry.rcfg.starts == 8 and retry.rcfg.steps == 120 and retry.starts.spread == 0.6
+
+
+def test_the_retry_rung_refines_only_the_tiles_left_above_eps_from_other_starts():
+    from napari_pulse.job import RETRY
+    from napari_pulse.starts import EncoderStarts
+
+    gen = TinyGenerator()
+    rng = torch.Generator().manual_seed(0)
+    z = gen.sample_latents(4, rng)
+    with torch.no_grad():
+        hr = (gen.synthesize(z) + 1) / 2
+    from napari_pulse.degrade import Degradation
+
+    low = Degradation("bicubic", 4)(hr)[:, 0]
+    low[2:] = torch.rand(2, 8, 8, generator=rng)  # two tiles the oracle's starts miss
+    exact = SearchConfig(precision="float32")
+    setup = Options(generator=gen, factor=4, steps=10, restarts=8, config=exact).resolve(False)
+    _, job = pipeline.prepare(low.numpy(), False, setup, live=True)
+    first = RefineSearch(setup.cfg, RefineConfig(starts=2, steps=5), _Oracle(z, []), "encoder")
+    state = drain(first.run(job, State(passes=torch.zeros(4, dtype=torch.long))), [])
+    before = state.passes.clone()
+    enc = encoder.Encoder((1, 8, 8), gen.latent_shape)
+    wide = EncoderStarts(enc, spread=0.6, stream=RETRY)
+    retry = RefineSearch(setup.cfg, RefineConfig(starts=8, steps=6), wide, "retry")
+    after = drain(retry.run(job, state), [])
+    assert (after.passes[:2] == before[:2]).all()  # tiles at eps are left alone
+    assert (after.passes[2:] == before[2:] + 8 * 7).all()  # 8 starts, 6 steps, a last look
+    assert set(after.at_eps) == {"encoder", "retry"}
+    assert (after.cands.mse[:, 0] <= state.cands.mse[:, 0]).all()  # never worse
+    units = torch.arange(2)
+    near, _ = EncoderStarts(enc, spread=0.6)(job, state, units, 8)
+    other, _ = wide(job, state, units, 8)
+    torch.testing.assert_close(other[:, :2], near[:, :2])  # the same guess, both forms
+    assert not torch.allclose(other[:, 2:], near[:, 2:])  # perturbed from another stream
+
+
+@pytest.mark.parametrize(
+    "field, value", [("retry_starts", -1), ("retry_steps", 0), ("retry_spread", 2.5)]
+)
+def test_bad_retry_settings_are_refused(field, value):
+    with pytest.raises(ValueError, match=f"config.{field}"):
+        Options(generator=TinyGenerator(), factor=4, config=SearchConfig(**{field: value})).resolve(
+            False
+        )

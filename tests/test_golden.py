@@ -37,7 +37,9 @@ It was recorded again when the StyleGAN2 activations became channels-last (``nuc
 changed in the last bits of its floats; the tiny generators and the face DCGAN did not),
 and again when ``Result.std`` became the samples' variance pooled over half a low-res
 pixel (``result.SPREAD_SIGMA``): only the ``std`` arrays of the cases with several samples
-changed.
+changed. ``params["search"]`` then gained the retry rung's settings (``retry_starts``,
+``retry_steps``, ``retry_spread``), and the encoder case's events the retry rung's share
+of the progress total (it had no tile to retry).
 
 The inputs are stored with the recording, so nothing here depends on how they were made.
 Record again (only when a change of results is intended and said so in its commit) with::

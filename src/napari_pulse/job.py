@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 
 #: Random streams of a unit (see :func:`unit_generator`).
-BLIND, GUIDED, ENCODER = 0, 1, 2
+BLIND, GUIDED, ENCODER, RETRY = 0, 1, 2, 3
 #: Seeds are integers from 0 to this (each seed gives its own results).
 MAX_SEED = 2**63 - 1
 

@@ -134,6 +134,12 @@ def _with_width(cfg: SearchConfig, device: torch.device) -> SearchConfig:
     """``cfg`` with its batch width set (chosen for the device when not given); its
     precision checked."""
     pass_dtype(cfg.precision, device)  # a clear error for an unknown precision
+    _count("config.retry_starts", cfg.retry_starts, 0)
+    _count("config.retry_steps", cfg.retry_steps, 1)
+    spread = cfg.retry_spread
+    _check_number(spread, False, "config.retry_spread must be a number in [0, 2]")
+    if spread > 2:
+        raise ValueError(f"config.retry_spread must be a number in [0, 2], got {spread!r}")
     if cfg.blend_tiles is not None:
         _count("config.blend_tiles", cfg.blend_tiles, 1)
     if cfg.batch_size is not None:

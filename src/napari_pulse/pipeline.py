@@ -7,11 +7,12 @@ bank, guided starts, quick wave, intermediate mode) are read; every other piece 
 given objects. Where a trained encoder exists for the generator, tile, factor and
 operator (:mod:`napari_pulse.encoder`), the default pipeline is a ladder::
 
-    RefineSearch("encoder", encoder starts) -> LatentSearch(blind starts) -> ChooseSamples
-        -> SeamBlend (single tiles too)
+    RefineSearch("encoder", encoder starts) -> RefineSearch("retry", wider encoder starts)
+        -> LatentSearch(blind starts) -> ChooseSamples -> SeamBlend (single tiles too)
 
 where every tile refines the encoder's guess for a few steps and leaves as soon as it
-settles, and only tiles still above eps climb to the full search. Without an encoder::
+settles, the tiles still above eps retry from more starts near the guess for longer, and
+only tiles still above eps after that climb to the full search. Without an encoder::
 
     LatentSearch(blind starts) -> ChooseSamples -> SeamBlend
 
@@ -49,7 +50,7 @@ from .events import Finished, Progress, relay
 from .guide import FitGuide
 from .intensity import fit_intensity
 from .intermediate import FeatureSearch
-from .job import Job, Stage, State
+from .job import RETRY, Job, Stage, State
 from .layout import Layout
 from .options import Setup
 from .refine import RefineConfig, RefineSearch
@@ -71,6 +72,9 @@ def build(setup: Setup, job: Job) -> list[Stage]:
         rung = RefineConfig.encoder_rung(cfg)
         starts_near = EncoderStarts(*found[:1], cfg.encoder_spread, path=found[1])
         stages.append(RefineSearch(cfg, rung, starts_near, "encoder"))
+        if cfg.retry_starts:
+            wide = EncoderStarts(found[0], cfg.retry_spread, path=found[1], stream=RETRY)
+            stages.append(RefineSearch(cfg, RefineConfig.retry_rung(cfg), wide, "retry"))
     starts = BlindStarts()
     if cfg.bank:
         needed = cfg.quick_wave().restarts if cfg.quick else cfg.restarts  # starts it supplies

@@ -49,6 +49,12 @@ class RefineConfig:
         """The encoder rung of a :class:`~napari_pulse.search.SearchConfig`."""
         return cls(cfg.encoder_starts, cfg.encoder_steps, cfg.encoder_lr, cfg.encoder_patience)
 
+    @classmethod
+    def retry_rung(cls, cfg) -> RefineConfig:
+        """The retry rung of a :class:`~napari_pulse.search.SearchConfig`: more starts
+        near the encoder's guess, for longer, for the tiles the encoder rung left above eps."""
+        return cls(cfg.retry_starts, cfg.retry_steps, cfg.encoder_lr, cfg.encoder_patience)
+
 
 class RowAdam:
     """Adam whose rows (the first axis of every tensor) come and go: per-row moments,

@@ -62,19 +62,21 @@ class EncoderStarts:
     generator draws); then perturbations of that one-vector guess (of the guess for
     single-vector latents), with cosines from 1 down to ``1 - spread``. Each start has its
     own random noise, so several samples are distinct fits. Drawn from each unit's own
-    streams of the seed, so any subset of units gets the same starts.
+    ``stream`` of the seed, so any subset of units gets the same starts.
 
     On 20 held-out nuclei crops at x4 with 8 samples, perturbing the one-vector guess kept
     the rank correlation of spread and error at 0.335 (0.362 with blind starts), where
     perturbing the per-layer guess gave 0.23 (``bench/heldout_x4.py``)."""
 
-    def __init__(self, encoder: torch.nn.Module, spread: float = 0.3, path=None) -> None:
-        self.encoder, self.spread, self.path = encoder, spread, path
+    def __init__(
+        self, encoder: torch.nn.Module, spread: float = 0.3, path=None, stream: int = ENCODER
+    ) -> None:
+        self.encoder, self.spread, self.path, self.stream = encoder, spread, path, stream
 
     def __call__(self, job: Job, state: State, units: torch.Tensor, k: int) -> Latents:
         gen = job.render.g
         shapes = [(max(0, k - 1), *gen.latent_shape)] + [(k, *s) for s in gen.noise_shapes()]
-        other, *noise = job.draw(units, shapes, ENCODER)
+        other, *noise = job.draw(units, shapes, self.stream)
         return self._near(job, units, k, other.cpu()), noise
 
     def _near(self, job: Job, units: torch.Tensor, k: int, other: torch.Tensor) -> torch.Tensor:
