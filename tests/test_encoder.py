@@ -163,19 +163,27 @@ class _Oracle:
         ]
 
 
-def test_settled_tiles_leave_the_pool_at_once_and_the_rest_use_their_steps():
-    gen = TinyGenerator()
-    rng = torch.Generator().manual_seed(0)
-    z = gen.sample_latents(6, rng)
-    with torch.no_grad():
-        hr = (gen.synthesize(z) + 1) / 2
+def _oracle_job(explained: int, missed: int, restarts: int):
+    """One-tile planes of the tiny generator: ``explained`` drawn from latents ``z``, then
+    ``missed`` of noise that no start near ``z`` explains; the latents, setup and job."""
     from napari_pulse.degrade import Degradation
 
+    gen = TinyGenerator()
+    rng = torch.Generator().manual_seed(0)
+    z = gen.sample_latents(explained + missed, rng)
+    with torch.no_grad():
+        hr = (gen.synthesize(z) + 1) / 2
     low = Degradation("bicubic", 4)(hr)[:, 0]
-    low[3:] = torch.rand(3, 8, 8, generator=rng)  # three tiles the starts cannot explain
+    low[explained:] = torch.rand(missed, 8, 8, generator=rng)
     exact = SearchConfig(precision="float32")  # "explained": a fit to float32's precision
-    setup = Options(generator=gen, factor=4, steps=10, restarts=2, config=exact).resolve(False)
-    _, job = pipeline.prepare(low.numpy(), False, setup, live=True)  # six one-tile planes
+    options = Options(generator=gen, factor=4, steps=10, restarts=restarts, config=exact)
+    setup = options.resolve(False)
+    _, job = pipeline.prepare(low.numpy(), False, setup, live=True)
+    return z, setup, job
+
+
+def test_settled_tiles_leave_the_pool_at_once_and_the_rest_use_their_steps():
+    z, setup, job = _oracle_job(3, 3, restarts=2)  # six one-tile planes
     cfg = replace_cfg(setup.cfg, batch_size=4)  # two tiles of two rows at a time
     stage = RefineSearch(cfg, RefineConfig(starts=2, steps=30, patience=3), _Oracle(z, []))
     events: list[Progress] = []
@@ -265,18 +273,8 @@ def test_the_retry_rung_refines_only_the_tiles_left_above_eps_from_other_starts(
     from napari_pulse.job import RETRY
     from napari_pulse.starts import EncoderStarts
 
-    gen = TinyGenerator()
-    rng = torch.Generator().manual_seed(0)
-    z = gen.sample_latents(4, rng)
-    with torch.no_grad():
-        hr = (gen.synthesize(z) + 1) / 2
-    from napari_pulse.degrade import Degradation
-
-    low = Degradation("bicubic", 4)(hr)[:, 0]
-    low[2:] = torch.rand(2, 8, 8, generator=rng)  # two tiles the oracle's starts miss
-    exact = SearchConfig(precision="float32")
-    setup = Options(generator=gen, factor=4, steps=10, restarts=8, config=exact).resolve(False)
-    _, job = pipeline.prepare(low.numpy(), False, setup, live=True)
+    z, setup, job = _oracle_job(2, 2, restarts=8)  # two tiles the oracle's starts miss
+    gen = job.render.g
     first = RefineSearch(setup.cfg, RefineConfig(starts=2, steps=5), _Oracle(z, []), "encoder")
     state = drain(first.run(job, State(passes=torch.zeros(4, dtype=torch.long))), [])
     before = state.passes.clone()
