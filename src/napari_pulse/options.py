@@ -132,7 +132,7 @@ def _check_number(value: Any, strict: bool, message: str) -> None:
 
 def _with_width(cfg: SearchConfig, device: torch.device) -> SearchConfig:
     """``cfg`` with its batch width set (chosen for the device when not given); its
-    precision checked."""
+    precision and retry rung checked."""
     pass_dtype(cfg.precision, device)  # a clear error for an unknown precision
     _count("config.retry_starts", cfg.retry_starts, 0)
     _count("config.retry_steps", cfg.retry_steps, 1)
