@@ -241,6 +241,32 @@ def test_a_large_tiff_runs_in_blocks_and_goes_to_zarr(client, tmp_path, small_bl
         assert np.array_equal(group[name][...], getattr(want, name)), name
 
 
+def test_an_interrupted_large_input_resumes_from_its_saved_blocks(client, tmp_path, small_blocks):
+    zarr = pytest.importorskip("zarr")
+    (path,) = _files(tmp_path / "in", 1, shape=(48, 48))
+    out = tmp_path / "out"
+
+    def interrupt(event):
+        if event.done >= 3:  # the input's start and two of its blocks
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        batch([path], out, client=client, progress=interrupt, **KW)
+    _until_idle(client)  # blocks already running when interrupted are still saved
+    assert not (out / "field0.zarr").exists()
+    seen = []
+    report = batch([path], out, client=client, progress=seen.append, **KW)
+    entry = report.entries[str(path)]
+    assert report.ok and entry.blocks > 3 and entry.blocks_saved >= 2
+    assert seen[-1].total == 1 + (entry.blocks - entry.blocks_saved) + 1
+    want = napari_pulse.upscale(read_image(path), **KW)
+    group = zarr.open_group(str(out / "field0.zarr"), mode="r")
+    assert np.array_equal(group["image"][...], want.image)
+    assert not (out / ".field0.zarr.parts").exists()  # the saved blocks go once written
+    saved = json.loads((out / REPORT_NAME).read_text())["inputs"][0]
+    assert saved["blocks_saved"] == entry.blocks_saved
+
+
 def test_ome_zarr_groups_are_read_at_full_resolution(tmp_path):
     zarr = pytest.importorskip("zarr")
     group = zarr.open_group(str(tmp_path / "ome.zarr"), mode="w")

@@ -160,8 +160,8 @@ class Canvas:
         return tuple(v * self.f for v in block.window(self.whole.grid))  # type: ignore[return-value]
 
     def _weight(self, h: int, w: int) -> torch.Tensor:
-        th, tw = (t * self.f for t in self.whole.grid.tile)
-        return _ramp(h, th)[:, None] * _ramp(w, tw)[None, :]
+        ry, rx = ramps(self.whole.grid, h, w)
+        return ry[:, None] * rx[None, :]
 
     def add(self, block: Block, mosaics: torch.Tensor) -> None:
         """Add a block's mosaics ``(planes x samples, C, H, W)``, planes major."""
@@ -202,6 +202,14 @@ class Canvas:
         return self._shown
 
 
+def ramps(grid: TileGrid, h: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The feathered weight of a block of ``h`` x ``w`` high-res pixels, as its rows' and
+    columns' factors (the weight is their outer product): it cross-fades over the block's
+    outer tiles."""
+    th, tw = (t * grid.factor for t in grid.tile)
+    return _ramp(h, th), _ramp(w, tw)
+
+
 @dataclass
 class Outcome:
     """What one block's search leaves for the whole image: its mosaics (planes x samples,
@@ -231,11 +239,13 @@ class Outcome:
 
 
 class Gather:
-    """The whole image's state, made from its blocks' outcomes added in plan order."""
+    """The whole image's state, made from its blocks' outcomes added in plan order
+    (``canvas``: with their mosaics blended in memory; without, the state has none, for
+    outputs written block by block, :mod:`napari_pulse.streamed`)."""
 
-    def __init__(self, whole: Job, parts: list[Block]) -> None:
+    def __init__(self, whole: Job, parts: list[Block], canvas: bool = True) -> None:
         u = whole.n_units
-        self.canvas = Canvas(whole, parts)
+        self.canvas = Canvas(whole, parts) if canvas else None
         self.ood = torch.zeros((u, whole.samples))
         self.latent_mse = torch.zeros(u)
         self.passes = torch.zeros(u, dtype=torch.long)
@@ -250,7 +260,8 @@ class Gather:
         for name, count in out.at_eps.items():
             self.at_eps[name] = self.at_eps.get(name, 0) + count
         self.bank, self.bank_key = out.bank, out.bank_key
-        self.canvas.add(block, out.mosaics)
+        if self.canvas is not None:
+            self.canvas.add(block, out.mosaics)
 
     def state(self) -> State:
         """The whole image's state for the result (spends the canvas)."""
@@ -260,7 +271,7 @@ class Gather:
             self.bank,
             self.bank_key,
             chosen=chosen,
-            mosaics=self.canvas.image(),
+            mosaics=None if self.canvas is None else self.canvas.image(),
             passes=self.passes,
             at_eps=self.at_eps,
         )

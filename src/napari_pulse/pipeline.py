@@ -55,7 +55,7 @@ from .layout import Layout
 from .options import Setup
 from .refine import RefineConfig, RefineSearch
 from .render import Renderer, pass_dtype
-from .result import Frame, Result, assemble
+from .result import Frame, Result, assemble, score
 from .search import LatentSearch
 from .starts import BlindStarts, EncoderStarts, GuidedStarts, NearestStarts
 from .tiling import Mosaic, TileGrid, border
@@ -204,10 +204,16 @@ def finish(
     rgb: bool,
     stages: list[Stage],
     parts: list[blocks.Block] | None,
+    measured: Result | None = None,
 ) -> Result:
-    """The result of a finished job (run whole by ``stages``, or in ``parts``)."""
+    """The result of a finished job (run whole by ``stages``, or in ``parts``);
+    ``measured``: its pixels, already measured against the input (the state then needs
+    no mosaics; :mod:`~napari_pulse.streamed`)."""
     used = [s.starts.path for s in stages if isinstance(getattr(s, "starts", None), EncoderStarts)]
-    result = assemble(frame, job, state, setup, rgb)
+    if measured is None:
+        result = assemble(frame, job, state, setup, rgb)
+    else:
+        result = score(measured, frame, job, state, setup, rgb)
     result.params["encoder"] = used[0].name if used else None
     result.params["blocks"] = len(parts) if parts else 1
     return result

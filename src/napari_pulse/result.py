@@ -113,6 +113,13 @@ def assemble(frame: Frame, job: Job, state: State, setup: Setup, rgb: bool) -> R
     f = job.grid.factor
     mosaics = job.crop(state.mosaics.detach().cpu().view(p, n, c, h * f, w * f)).numpy()
     result = _measure(frame, mosaics, job.degrade, job.grid, job.cfg.eps, job.real_box)
+    return score(result, frame, job, state, setup, rgb)
+
+
+def score(result: Result, frame: Frame, job: Job, state: State, setup: Setup, rgb: bool) -> Result:
+    """``result`` (its pixels measured against the input) given the search's per-tile
+    scores, the domain's verdict and ``params``; needs no mosaics in ``state``."""
+    p = job.n_planes
     layout, grid, t = frame.layout, job.grid, len(job.grid)
     result.ood_tiles = layout.per_tile(
         state.chosen.ood[:, 0].cpu().numpy().reshape(p, t), "max", grid.shape
@@ -209,8 +216,14 @@ def _spread(out: np.ndarray, layout: Layout, factor: int) -> np.ndarray:
     (``bench/spread.py``: a rank correlation of 0.375 against 0.266 on 20 held-out crops
     at x4 with 4 samples). float32, or float64 for float64 images; scaled, so that huge
     values cannot overflow."""
+    return local_spread(out, layout, factor, float(np.abs(out.astype(np.float64)).max()))
+
+
+def local_spread(out: np.ndarray, layout: Layout, factor: int, scale: float) -> np.ndarray:
+    """:func:`_spread` with the samples divided by ``scale`` (their largest magnitude; the
+    spread of a window of a large output takes the whole output's)."""
     x = out.astype(np.float64)
-    scale = float(np.abs(x).max()) or 1.0
+    scale = scale or 1.0
     var = torch.from_numpy(layout.to_planes((x / scale).var(axis=0)))  # (P, C, H, W)
     pooled = gaussian_mean(var, SPREAD_SIGMA * factor).numpy()
     std = np.sqrt(layout.from_planes(pooled[:, None])[0]) * scale
@@ -254,27 +267,54 @@ def _measure(
     lr = lr.reshape(n_samples, n_planes, *lr.shape[1:])
     err = (lr - planes[None]) ** 2  # against the unclipped input
     sample_mse = [float(e.mean()) for e in err]
+    return fitted(
+        out[0],
+        err[0],
+        sample_mse,
+        layout,
+        grid,
+        eps,
+        real,
+        samples=out if n_samples > 1 else None,
+        std=_spread(out, layout, grid.factor) if n_samples > 1 else None,
+    )
+
+
+def fitted(
+    image: Any,
+    err: np.ndarray,
+    sample_mse: list[float],
+    layout: Layout,
+    grid: TileGrid,
+    eps: float,
+    real: tuple[int, int, int, int],
+    samples: Any = None,
+    std: Any = None,
+) -> Result:
+    """A result from its pixels and their fit: ``err`` is the best sample's squared
+    low-res error ``(P, C, h, w)`` on the user's pixels (at ``real`` in the grid's frame),
+    ``sample_mse`` every sample's mean of it."""
     th, tw = grid.tile
     ry, rx = real[0], real[2]
     tile_mse = np.array(
         [
             [
-                err[0, p, :, max(y - ry, 0) : y + th - ry, max(x - rx, 0) : x + tw - rx].mean()
+                err[p, :, max(y - ry, 0) : y + th - ry, max(x - rx, 0) : x + tw - rx].mean()
                 for (y, x) in grid.origins
             ]
-            for p in range(n_planes)
+            for p in range(err.shape[0])
         ]
     )
     tile_mse = layout.per_tile(tile_mse, "mean", grid.shape)
     return Result(
-        image=out[0],
+        image=image,
         lr_psnr=psnr(sample_mse[0]),
         lr_mse=sample_mse[0],
         success=sample_mse[0] <= eps,
         lr_psnr_tiles=_psnr_array(tile_mse),
         success_tiles=tile_mse <= eps,
         params={},
-        samples=out if n_samples > 1 else None,
-        std=_spread(out, layout, grid.factor) if n_samples > 1 else None,
+        samples=samples,
+        std=std,
         sample_lr_psnr=[psnr(m) for m in sample_mse],
     )

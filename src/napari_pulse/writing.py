@@ -4,10 +4,12 @@ JSON metadata (parameters, fit quality, the input, the caveat), and each written
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -67,38 +69,55 @@ def write_zarr(result: Result, source: Path, out: Path, **extra: Any) -> None:
     samples), chunked over the spatial axes, with the metadata in the group's
     ``napari_pulse`` attribute. Written beside ``out`` under a temporary name and renamed
     into place, so ``out`` is either absent, the old group or the whole new one."""
+    arrays = {"image": result.image}
+    if result.samples is not None and result.std is not None:
+        arrays |= {"samples": result.samples, "std": result.std}
+    with atomic_group(out) as group:
+        for name, array in arrays.items():
+            array = np.ascontiguousarray(array)
+            _fill(new_array(group, name, array.shape, array.dtype), array)
+        set_metadata(group, metadata(result, source, "image", **extra))
+
+
+@contextlib.contextmanager
+def atomic_group(out: Path) -> Iterator[Any]:
+    """A new zarr group to fill, written beside ``out`` under a temporary name and renamed
+    to ``out`` when the block ends without an error (removed otherwise)."""
     import zarr
 
     if not out.parent.is_dir():
         raise FileNotFoundError(f"output folder does not exist: {out.parent}")
-    arrays = {"image": result.image}
-    if result.samples is not None and result.std is not None:
-        arrays |= {"samples": result.samples, "std": result.std}
     tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex[:12]}.tmp")
     try:
-        group = zarr.open_group(str(tmp), mode="w")
-        make = getattr(group, "create_array", None) or group.create_dataset  # zarr 3, zarr 2
-        for name, array in arrays.items():
-            array = np.ascontiguousarray(array)
-            z = make(name, shape=array.shape, chunks=_chunks(array), dtype=array.dtype)
-            _fill(z, array)
-        meta = metadata(result, source, "image", **extra)
-        group.attrs[ZARR_ATTR] = json.loads(json.dumps(meta, allow_nan=True), parse_constant=str)
+        yield zarr.open_group(str(tmp), mode="w")
         _replace_dir(tmp, out)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _chunks(array: np.ndarray) -> tuple[int, ...]:
-    """One plane per chunk along leading axes, :data:`ZARR_CHUNK` pixels along Y and X
-    (the last two axes, or the two before an RGB axis)."""
-    rgb = array.ndim >= 3 and array.shape[-1] == 3
-    spatial = array.ndim - 3 if rgb else array.ndim - 2
-    chunks = [1] * array.ndim
-    for axis in range(spatial, array.ndim):
-        chunks[axis] = min(array.shape[axis], ZARR_CHUNK) if axis < spatial + 2 else 3
-    return tuple(chunks)
+def new_array(group: Any, name: str, shape: tuple[int, ...], dtype: Any, chunk: int = 0) -> Any:
+    """An empty array of ``group`` chunked as :func:`chunks` says (``chunk``: the spatial
+    chunk, :data:`ZARR_CHUNK` when 0)."""
+    make = getattr(group, "create_array", None) or group.create_dataset  # zarr 3, zarr 2
+    return make(name, shape=shape, chunks=chunks(shape, chunk or ZARR_CHUNK), dtype=dtype)
+
+
+def set_metadata(group: Any, meta: dict[str, Any]) -> None:
+    """The metadata as the group's ``napari_pulse`` attribute (NaN and infinity kept)."""
+    group.attrs[ZARR_ATTR] = json.loads(json.dumps(meta, allow_nan=True), parse_constant=str)
+
+
+def chunks(shape: tuple[int, ...], chunk: int = ZARR_CHUNK) -> tuple[int, ...]:
+    """One plane per chunk along leading axes, ``chunk`` pixels along Y and X (the last
+    two axes, or the two before an RGB axis)."""
+    ndim = len(shape)
+    rgb = ndim >= 3 and shape[-1] == 3
+    spatial = ndim - 3 if rgb else ndim - 2
+    out = [1] * ndim
+    for axis in range(spatial, ndim):
+        out[axis] = min(shape[axis], chunk) if axis < spatial + 2 else 3
+    return tuple(out)
 
 
 def _fill(z: Any, array: np.ndarray) -> None:

@@ -16,7 +16,9 @@ REPORT_NAME = "batch-report.json"
 @dataclass
 class Entry:
     """One input: ``done``, ``skipped`` (its outputs were complete), ``failed`` (with the
-    error) or ``pending`` (not reached: the batch was interrupted)."""
+    error) or ``pending`` (not reached: the batch was interrupted). ``blocks_saved``: of a
+    large input's blocks, those an earlier run had finished and this one did not search
+    again."""
 
     input: str
     status: str = "pending"
@@ -26,6 +28,7 @@ class Entry:
     in_domain: bool | None = None
     planes: int | None = None
     blocks: int | None = None
+    blocks_saved: int | None = None
     outputs: list[str] = field(default_factory=list)
     error: str | None = None
 

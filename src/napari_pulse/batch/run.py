@@ -50,7 +50,8 @@ def batch(
     themselves). ``scheduler`` (or ``$NAPARI_PULSE_SCHEDULER``) is a scheduler's address;
     ``client`` a ``distributed.Client`` to use; otherwise a local cluster of ``workers``
     processes is started and closed. Complete outputs from the same input and options are
-    skipped (a rerun resumes); other existing outputs are kept and reported unless
+    skipped (a rerun resumes, a zarr output from the blocks an interrupted run saved,
+    :mod:`napari_pulse.streamed`); other existing outputs are kept and reported unless
     ``overwrite``. A failing input is reported (``batch-report.json`` beside the outputs)
     and the others go on. ``progress`` is called with a :class:`BatchProgress` for every
     input skipped or refused before any work, then after every task.
@@ -160,6 +161,7 @@ def _todo(items: list[Item], opts: Options, overwrite: bool, report: Report) -> 
             entry.status, entry.outputs = "skipped", [str(p) for p in found if p in ours]
             entry.lr_psnr, entry.success = _number(meta.get("lr_psnr")), meta.get("success")
             entry.in_domain = meta.get("in_domain")
+            shutil.rmtree(work.parts_folder(item), ignore_errors=True)  # left by a crash
             continue
         others = [p for p in found if p not in ours]
         if others and not overwrite:
@@ -253,9 +255,10 @@ def _run(
                 emit(entry)
                 continue
             if isinstance(value, work.Blocked):
-                found = [submit(work.search, spec, i) for i in range(value.blocks)]
+                found = [submit(work.search, spec, i) for i in value.todo]
                 submit(work.finish, spec, *found)
-                counts["total"] += value.blocks + 1
+                counts["total"] += len(found) + 1
+                entry.blocks_saved = value.blocks - len(value.todo)
                 entry.seconds = value.seconds
                 emit(None)
                 continue

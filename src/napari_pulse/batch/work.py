@@ -4,9 +4,12 @@
 it then upscales with ``upscale``'s own stages and writes; for an input that ``upscale``
 runs in blocks (:mod:`napari_pulse.blocks`), it returns how many: each block is then one
 :func:`search` task, and :func:`finish` adds their outcomes in the blocks' order (as
-``upscale`` does), measures the result and writes it. The generator is loaded once per
-worker process (the registry keeps what it loaded); the input and its prepared job are kept
-for the next task of the same input.
+``upscale`` does), measures the result and writes it. An input whose output goes to zarr
+(:func:`large`) keeps its blocks' outcomes on disk beside the output, not in memory
+(:mod:`napari_pulse.streamed`): a rerun searches only the blocks not saved yet, and the
+finish writes the zarr a window at a time. The generator is loaded once per worker process
+(the registry keeps what it loaded); the input and its prepared job are kept for the next
+task of the same input.
 """
 
 from __future__ import annotations
@@ -22,12 +25,19 @@ from typing import Any
 
 import torch
 
-from .. import blocks, pipeline
+from .. import blocks, pipeline, streamed
 from ..api import check_image
 from ..job import Job
-from ..options import Options
-from ..result import Result
-from ..writing import write_tiffs, write_zarr
+from ..options import Options, Setup
+from ..result import Frame, Result
+from ..writing import (
+    atomic_group,
+    metadata,
+    read_metadata,
+    set_metadata,
+    write_tiffs,
+    write_zarr,
+)
 from .inputs import Item, is_zarr, read
 
 
@@ -68,11 +78,13 @@ class Done:
 
 @dataclass(frozen=True)
 class Blocked:
-    """An input that runs in ``blocks`` tasks (then one :func:`finish`)."""
+    """An input that runs in ``blocks`` blocks (then one :func:`finish`); ``todo``: the
+    blocks to search (the others were saved by an earlier run)."""
 
     blocks: int
     planes: int
     seconds: float
+    todo: tuple[int, ...] = ()
 
 
 #: The last inputs' prepared jobs, by their specs' keys (a worker may run tasks in threads).
@@ -147,7 +159,10 @@ def start(spec: Spec) -> Done | Blocked:
     _configure(spec)
     _, rgb, setup, frame, whole, parts = _prepare(spec)
     if parts is not None:
-        return Blocked(len(parts), whole.n_planes, time.perf_counter() - t0)
+        todo = range(len(parts))
+        if spills(spec, whole):
+            todo = store_of(spec).open().missing(len(parts))
+        return Blocked(len(parts), whole.n_planes, time.perf_counter() - t0, tuple(todo))
     forget(spec.key)  # a whole input needs nothing kept
     stages, state = pipeline.quietly(setup, whole)
     result = pipeline.finish(frame, whole, state, setup, rgb, stages, None)
@@ -164,38 +179,112 @@ def upscale_array(spec: Spec, array: Any) -> Result:
     return pipeline.finish(frame, whole, state, setup, rgb, stages, None)
 
 
-def search(spec: Spec, index: int, array: Any = None) -> tuple[blocks.Outcome, float]:
-    """Block ``index`` of the input (``array``, else its file) searched; its outcome and
-    the seconds it took."""
+def search(spec: Spec, index: int, array: Any = None) -> tuple[blocks.Outcome | None, float]:
+    """Block ``index`` of the input (``array``, else its file) searched; its outcome (None
+    where it was saved to disk, :func:`spills`) and the seconds it took."""
     t0 = time.perf_counter()
     _configure(spec)
     _, _, setup, _, whole, parts = _prepare(spec, array)
     outcome = pipeline.search_block(setup, whole, parts[index])
     if index != len(parts) - 1:
         outcome.bank = None  # the result takes the last block's bank: the others stay here
+    if array is None and spills(spec, whole):
+        store_of(spec).save(index, outcome)  # opened by the input's start
+        return None, time.perf_counter() - t0
     return outcome, time.perf_counter() - t0
 
 
-def finish(spec: Spec, *found: tuple[blocks.Outcome, float]) -> Done:
-    """The blocks' outcomes added in order, the result measured and written."""
+def finish(spec: Spec, *found: tuple[blocks.Outcome | None, float]) -> Done:
+    """The blocks' outcomes added in order, the result measured and written (``found``:
+    the outcomes of every block, or of those searched in this run where they were saved
+    to disk)."""
     t0 = time.perf_counter()
     _configure(spec)
     _, rgb, setup, frame, whole, parts = _prepare(spec)
-    gather = blocks.Gather(whole, parts)
-    for block, (outcome, _) in zip(parts, found, strict=True):
-        gather.add(block, block.units(whole.grid, len(whole.grid)), outcome)
     stages = pipeline.build(setup, whole)
-    result = pipeline.finish(frame, whole, gather.state(), setup, rgb, stages, parts)
+    if spills(spec, whole):
+        again = _written(spec, whole.n_planes, len(parts))
+        if again is not None:
+            forget(spec.key)
+            return again
+        result, outs = _finish_on_disk(spec, frame, whole, parts, setup, rgb, stages)
+    else:
+        gather = blocks.Gather(whole, parts)
+        for block, (outcome, _) in zip(parts, found, strict=True):
+            gather.add(block, block.units(whole.grid, len(whole.grid)), outcome)
+        result = pipeline.finish(frame, whole, gather.state(), setup, rgb, stages, parts)
+        outs = _write(spec, result, large(spec, whole))
     forget(spec.key)
-    outs = _write(spec, result, large(spec, whole))
     searched = sum(seconds for _, seconds in found)  # the blocks' own time, where they ran
     return _done(result, outs, whole.n_planes, len(parts), t0 - searched)
+
+
+def _written(spec: Spec, planes: int, n_blocks: int) -> Done | None:
+    """The input's zarr when this very finish wrote it already (run again because its
+    worker died before it said so), else None."""
+    meta = read_metadata(spec.item.zarr_out)
+    if meta is None or meta.get("batch_key") != spec.key:
+        return None
+    lr_psnr, success = float(meta["lr_psnr"]), bool(meta["success"])
+    return Done(
+        [str(spec.item.zarr_out)], planes, n_blocks, lr_psnr, success, 0.0, meta.get("in_domain")
+    )
+
+
+def _finish_on_disk(
+    spec: Spec,
+    frame: Frame,
+    whole: Job,
+    parts: list[blocks.Block],
+    setup: Setup,
+    rgb: bool,
+    stages: list,
+) -> tuple[Result, list[Path]]:
+    """The zarr output written from the blocks saved on disk, a window at a time, then
+    the saved blocks removed: the result (its arrays those of the written group, which
+    only live until it is renamed into place) and the output."""
+    store, out = store_of(spec), spec.item.zarr_out
+    missing = store.open().missing(len(parts))
+    if missing:
+        raise RuntimeError(f"blocks {missing} of {spec.item.source} were not saved")
+    gather = blocks.Gather(whole, parts, canvas=False)
+    for i, block in enumerate(parts):
+        gather.add(block, block.units(whole.grid, len(whole.grid)), store.figures(i))
+    with atomic_group(out) as group:
+        measured = streamed.write(group, frame, whole, parts, store, whole.cfg.eps)
+        state = gather.state()
+        result = pipeline.finish(frame, whole, state, setup, rgb, stages, parts, measured)
+        meta = metadata(result, spec.item.source, "image", batch_key=spec.key)
+        set_metadata(group, meta)
+    store.remove()
+    return result, [out]
 
 
 def large(spec: Spec, whole: Job) -> bool:
     """Whether an input's outputs go to zarr: a zarr input, or more than
     :data:`~napari_pulse.blocks.BLOCK_UNITS` tiles x planes (TIFF otherwise)."""
     return is_zarr(spec.item.source) or whole.n_units > blocks.BLOCK_UNITS
+
+
+def spills(spec: Spec, whole: Job) -> bool:
+    """Whether an input's blocks are saved to disk and its zarr written a window at a
+    time: a file's input that runs in blocks and goes to zarr."""
+    return (
+        spec.item is not None
+        and large(spec, whole)
+        and (blocks.plan(whole.grid, whole.n_planes) is not None)
+    )
+
+
+def store_of(spec: Spec) -> streamed.OutcomeStore:
+    """Where an input's saved blocks are kept (:func:`parts_folder`)."""
+    return streamed.OutcomeStore(parts_folder(spec.item), spec.key)
+
+
+def parts_folder(item: Item) -> Path:
+    """``OUTDIR/.<stem>.zarr.parts``: the saved blocks of an input whose zarr is not
+    written yet."""
+    return item.zarr_out.with_name(f".{item.zarr_out.name}.parts")
 
 
 def _write(spec: Spec, result: Result, zarr: bool) -> list[Path]:
