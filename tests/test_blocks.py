@@ -121,3 +121,19 @@ def test_the_preview_shows_planes_not_reached_yet_as_the_smooth_input(small_bloc
     napari_pulse.upscale(img, progress=grab, **KW)
     second = views[0][1]  # the second plane, part of it not reached yet
     assert (second == 0).mean() < 0.05  # not black where no block is done
+
+
+def test_blocks_keep_one_monotone_ledger_as_their_searches_are_planned_again(small_blocks):
+    from napari_pulse.search import SearchConfig
+
+    events: list = []
+    config = SearchConfig(bank=256, quick=True)  # a search after the quick wave: planned late
+    r = napari_pulse.upscale(
+        _image((40, 40)), progress=events.append, config=config, eps=0.03,
+        **{**KW, "restarts": 8},
+    )  # fmt: skip
+    assert r.params["blocks"] > 1
+    done = [e.done for e in events]
+    assert done == sorted(done) and all(e.done <= e.total for e in events)
+    assert events[-1].done == events[-1].total  # the bar ends full
+    assert len({e.total for e in events}) > 1

@@ -39,7 +39,12 @@ and again when ``Result.std`` became the samples' variance pooled over half a lo
 pixel (``result.SPREAD_SIGMA``): only the ``std`` arrays of the cases with several samples
 changed. ``params["search"]`` then gained the retry rung's settings (``retry_starts``,
 ``retry_steps``, ``retry_spread``), and the encoder case's events the retry rung's share
-of the progress total (it had no tile to retry).
+of the progress total (it had no tile to retry). It was recorded again when a search
+stage after another came to count, in the progress total, only the tiles still above eps
+as it starts (``job.plan_at``; nothing before that): only the events' ``total`` (and, for
+``nuclei-encoder``, whose retry and blind search had no tile, ``done``) changed in the
+``quick``, ``quick-guide`` and ``nuclei-encoder`` cases; images, figures and ``params``
+kept bit for bit.
 
 The inputs are stored with the recording, so nothing here depends on how they were made.
 Record again (only when a change of results is intended and said so in its commit) with::

@@ -16,7 +16,7 @@ from napari_pulse.bank import BuildBank
 from napari_pulse.events import Progress
 from napari_pulse.guide import FitGuide
 from napari_pulse.intermediate import FeatureSearch
-from napari_pulse.options import Options
+from napari_pulse.options import Options, merged
 from napari_pulse.search import LatentSearch, SearchConfig
 from napari_pulse.starts import BlindStarts, GuidedStarts, NearestStarts
 
@@ -116,7 +116,7 @@ def test_the_runner_sums_the_plans_and_moves_one_ledger_from_stage_to_stage():
     assert state.at_eps == {"a": 3, "b": 2, "c": 0, "d": 4}
 
 
-def test_events_of_an_upscale_are_monotone_under_one_total_for_every_pipeline():
+def test_events_of_an_upscale_are_monotone_and_planned_again_only_as_a_stage_starts():
     img = np.random.default_rng(0).random((12, 12)).astype(np.float32)
     for config in (None, SearchConfig(bank=256, quick=True)):
         events: list[Progress] = []
@@ -125,7 +125,25 @@ def test_events_of_an_upscale_are_monotone_under_one_total_for_every_pipeline():
             config=config, progress=events.append,
         )  # fmt: skip
         done = [e.done for e in events]
-        assert done == sorted(done) and done[-1] <= events[0].total
-        assert len({e.total for e in events}) == 1
+        assert done == sorted(done) and all(e.done <= e.total for e in events)
+        assert events[-1].done == events[-1].total  # the bar ends full
+        changed = [i for i in range(1, len(events)) if events[i].total != events[i - 1].total]
+        assert all(events[i].stage != events[i - 1].stage for i in changed)
         assert all(e.preview is not None for e in events)
         assert events[0].best_mse == math.inf
+
+
+def test_a_search_after_another_counts_only_the_tiles_left_above_eps():
+    img = np.random.default_rng(0).random((40, 40)).astype(np.float32)
+    kw = dict(generator="tiny", factor=4, steps=6, restarts=8, eps=0.03)  # 11 of 49 at eps
+    events: list[Progress] = []
+    result = napari_pulse.upscale(
+        img, config=SearchConfig(bank=256, quick=True), progress=events.append, **kw
+    )
+    n_tiles = result.lr_psnr_tiles.size
+    above = n_tiles - result.params["quick_wave_tiles_at_eps"]
+    assert 0 < above < n_tiles
+    first = events[0].total  # before any search: the search after the quick wave counts none
+    search = [e for e in events if e.stage == "search"]
+    cfg = merged(None, {**kw, "config": SearchConfig(bank=256, quick=True)}).resolve(False).cfg
+    assert search[0].total - first == cfg.planned_steps(above) < cfg.planned_steps(n_tiles)

@@ -32,7 +32,7 @@ import torch
 
 from .candidates import Chosen
 from .events import Progress, relay
-from .job import Job, State
+from .job import Job, State, expected_plans
 from .tiling import TileGrid, _ramp
 
 #: Tiles of a plane above which it runs in blocks; and the most units (tiles x planes) a
@@ -133,8 +133,9 @@ def jobs(whole: Job, blocks: list[Block], live: bool = True) -> Iterator[tuple[B
 
 
 def plans(whole: Job, blocks: list[Block], build: Callable[[Job], list]) -> list[int]:
-    """Each block's share of the progress total (its stages' plans)."""
-    return [sum(s.plan(job) for s in build(job)) for _, job in jobs(whole, blocks, live=False)]
+    """Each block's share of the progress total, before any has run (its stages'
+    :func:`~napari_pulse.job.expected_plans`)."""
+    return [sum(expected_plans(job, build(job))) for _, job in jobs(whole, blocks, live=False)]
 
 
 class Canvas:
@@ -287,18 +288,22 @@ def run(
 ) -> Generator[Progress, None, State]:
     """Run the stages ``build(job)`` on every block (``runner(job, stages, preview)``, the
     pipeline's runner), on one progress ledger (``planned``: the blocks' shares, from
-    :func:`plans`); returns the whole image's state for the result: the blended mosaics
-    and, per unit, the chosen samples' scores and the passes."""
-    planned = planned if planned is not None else plans(whole, blocks, build)
-    total, done = sum(planned), 0
+    :func:`plans`; a block's share becomes the total its runner ends with, as the runner
+    plans its stages again); returns the whole image's state for the result: the blended
+    mosaics and, per unit, the chosen samples' scores and the passes."""
+    planned = list(planned if planned is not None else plans(whole, blocks, build))
+    done = 0
     gather = Gather(whole, blocks)
-    for (block, job), share in zip(jobs(whole, blocks), planned, strict=True):
+    for i, (block, job) in enumerate(jobs(whole, blocks)):
         preview = preview_of(job, gather.canvas, block)
-        state = yield from relay(
-            runner(job, build(job), preview),
-            lambda e, at=done: replace(e, done=at + e.done, total=total),
-        )
+        rest = sum(planned[i + 1 :])
+
+        def placed(e: Progress, at: int = done, rest: int = rest, i: int = i) -> Progress:
+            planned[i] = e.total  # the block's own total, as its runner plans it now
+            return replace(e, done=at + e.done, total=at + e.total + rest)
+
+        state = yield from relay(runner(job, build(job), preview), placed)
         gather.add(block, job.ids, Outcome.of(state))
-        done += share
+        done += planned[i]
         del state, job, preview
     return gather.state()

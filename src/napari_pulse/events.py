@@ -19,7 +19,9 @@ class Progress:
     """One optimiser step (or phase change) of a running upscale.
 
     ``done``/``total`` count optimiser steps over the whole job (all batches and phases),
-    so ``done / total`` is a faithful fraction for a progress bar.
+    so ``done / total`` is a faithful fraction for a progress bar. ``total`` is planned
+    again as each stage starts (a search that runs only on the tiles still above eps
+    counts just those; :func:`napari_pulse.job.plan_at`): it changes only then.
     """
 
     #: "bank" (warm starts), "guide" (fitting guided starts), "quick" (first wave),

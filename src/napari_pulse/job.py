@@ -259,3 +259,24 @@ class Stage(Protocol):
     def run(self, job: Job, state: State) -> Generator[Progress, None, State]:
         """Do the work, yielding progress counted within :meth:`plan`; return the new state."""
         ...
+
+
+def expected_plans(job: Job, stages: list[Stage]) -> list[int]:
+    """Each stage's share of the progress total before any has run. A search stage that
+    works only on the units an earlier search left above eps (one with ``plan_at``, after
+    another) counts none: the stages before it usually settle every unit (the encoder rung
+    does on the fields of ``bench/field.py``). :func:`plan_at` counts it exactly when it is
+    reached, so the bar follows the work instead of leaping over a share that never runs."""
+    out, searched = [], False
+    for stage in stages:
+        later = searched and hasattr(stage, "plan_at")
+        out.append(stage.plan(job, 0) if later else stage.plan(job))  # type: ignore[call-arg]
+        searched = searched or hasattr(stage, "plan_at")
+    return out
+
+
+def plan_at(stage: Stage, job: Job, state: State) -> int:
+    """A stage's share of the progress total once the stages before it have run: a search
+    stage counts the units still above eps."""
+    at = getattr(stage, "plan_at", None)
+    return stage.plan(job) if at is None else at(job, state)

@@ -50,7 +50,7 @@ from .events import Finished, Progress, relay
 from .guide import FitGuide
 from .intensity import fit_intensity
 from .intermediate import FeatureSearch
-from .job import RETRY, Job, Stage, State
+from .job import RETRY, Job, Stage, State, expected_plans, plan_at
 from .layout import Layout
 from .options import Setup
 from .refine import RefineConfig, RefineSearch
@@ -112,20 +112,24 @@ def run(
     preview: Callable[[], Any] | None = None,
     state: State | None = None,
 ) -> Generator[Progress, None, State]:
-    """Run ``stages`` in order on ``job``; yields every stage's events on one ledger (a
-    total planned up front) with ``preview`` attached; returns the last state."""
-    plans = [stage.plan(job) for stage in stages]
-    total = sum(plans)
+    """Run ``stages`` in order on ``job``; yields every stage's events on one ledger with
+    ``preview`` attached; returns the last state. The total is planned up front
+    (:func:`~napari_pulse.job.expected_plans`) and planned again as each stage starts
+    (:func:`~napari_pulse.job.plan_at`: a search counts the tiles still above eps); a stage
+    that stops early leaves the rest of its share."""
+    plans = expected_plans(job, stages)
     state = state or State(passes=torch.zeros(job.n_units, dtype=torch.long))
     done = 0
-    for stage, plan in zip(stages, plans, strict=True):
+    for i, stage in enumerate(stages):
+        plans[i] = plan_at(stage, job, state)
+        total = done + sum(plans[i:])
         state = yield from relay(
             stage.run(job, state),
-            lambda event, at=done: replace(
+            lambda event, at=done, total=total: replace(
                 event, done=at + event.done, total=total, preview=preview
             ),
         )
-        done += plan
+        done += plans[i]
     return state
 
 
@@ -176,7 +180,7 @@ def stream(arr: np.ndarray, rgb: bool, setup: Setup) -> Generator[Progress | Fin
     if foreign:  # said before the search, so that the user need not wait to learn it
         notes.append(f"warning: {foreign}")
     if notes:
-        total = sum(stage.plan(job) for stage in stages) if planned is None else sum(planned)
+        total = sum(expected_plans(job, stages)) if planned is None else sum(planned)
         for note in notes:
             yield Progress("plan", 0, total, 1, 1, float("inf"), preview=preview, note=note)
     if parts is None:

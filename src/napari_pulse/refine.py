@@ -141,13 +141,19 @@ class RefineSearch:
         """Tiles in the pool at once."""
         return max(1, self.cfg.batch_size // self.k)
 
-    def plan(self, job: Job) -> int:
-        return math.ceil(job.n_units / self.width()) * self.rcfg.steps
+    def plan(self, job: Job, units: int | None = None) -> int:
+        """Steps for ``units`` tiles (all of the job's when None)."""
+        n = job.n_units if units is None else units
+        return math.ceil(n / self.width()) * self.rcfg.steps
+
+    def plan_at(self, job: Job, state: State) -> int:
+        """Steps for the tiles ``state`` leaves above eps (those this stage refines)."""
+        return self.plan(job, len(state.above(self.cfg.eps, job)))
 
     def run(self, job: Job, state: State) -> Generator[Progress, None, State]:
         units, found, passes = state.above(self.cfg.eps, job), None, None
         if len(units):
-            yield Progress(self.name, 0, self.plan(job), 1, 1, math.inf)
+            yield Progress(self.name, 0, self.plan(job, len(units)), 1, 1, math.inf)
             found, passes = yield from self._pool(job, state, units)
         return state.searched(self.name, self.cfg.eps, units, found, passes)
 
@@ -173,7 +179,7 @@ class RefineSearch:
         queue, adam, geo = deque(range(n)), RowAdam(), render.uses_geocross
         tile_best = torch.full((n,), math.inf, device=dev)
         last_gain = torch.zeros(n, dtype=torch.long, device=dev)
-        plan, done = self.plan(job), 0
+        plan, done = self.plan(job, n), 0
         passes = torch.zeros(n, dtype=torch.long, device=dev)
         while queue or len(pool):
             while queue and len(pool) + k <= max(k, cfg.batch_size):

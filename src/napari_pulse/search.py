@@ -200,13 +200,18 @@ class LatentSearch:
     def __init__(self, cfg: SearchConfig, starts: Starts, name: str = "search") -> None:
         self.cfg, self.starts, self.name = cfg, starts, name
 
-    def plan(self, job: Job) -> int:
-        return self.cfg.planned_steps(job.n_units)
+    def plan(self, job: Job, units: int | None = None) -> int:
+        """Steps for ``units`` tiles (all of the job's when None)."""
+        return self.cfg.planned_steps(job.n_units if units is None else units)
+
+    def plan_at(self, job: Job, state: State) -> int:
+        """Steps for the tiles ``state`` leaves above eps (those this stage searches)."""
+        return self.plan(job, len(state.above(self.cfg.eps, job)))
 
     def run(self, job: Job, state: State) -> Generator[Progress, None, State]:
         units, found, passes = state.above(self.cfg.eps, job), None, None
         if len(units):
-            yield Progress(self.name, 0, self.plan(job), 1, 1, float("inf"))
+            yield Progress(self.name, 0, self.plan(job, len(units)), 1, 1, float("inf"))
             found, passes = yield from self._chunks(job, state, units)
         return state.searched(self.name, self.cfg.eps, units, found, passes)
 
@@ -216,7 +221,7 @@ class LatentSearch:
         """The search of ``units``, a chunk of :meth:`SearchConfig.chunk_units` at a time:
         only one chunk's starts are in memory at once. Chunks are whole batches of every
         rung, so the result does not depend on the chunk size."""
-        cfg, plan = self.cfg, self.plan(job)
+        cfg, plan = self.cfg, self.plan(job, len(units))
         size = cfg.chunk_units()
         rungs = cfg.rungs()
         batches = sum(len(cfg.batches(len(units), min(k, cfg.restarts))) for k, *_ in rungs)

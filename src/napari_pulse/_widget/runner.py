@@ -187,6 +187,8 @@ class UpscaleJob:
 
             self._pbar = progress(total=event.total, desc=self._description)
         pbar = self._pbar  # napari may run _finished (closing it) while we update it
+        if pbar.total != event.total:  # planned again as a stage starts (job.plan_at)
+            pbar.total = event.total
         pbar.set_description(
             f"{self._description}: {event.stage} batch {event.batch}/{event.batches}"
         )
