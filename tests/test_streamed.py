@@ -52,16 +52,22 @@ def _run(spec, skip=()):
 
 
 @pytest.mark.parametrize(
-    "shape, kw",
+    "shape, dtype, kw",
     [
-        ((2, 36, 36), {"samples": 2}),  # a stack, several windows per plane
-        ((36, 36, 3), {"samples": 2}),  # RGB on a grayscale generator: 3 planes a pixel
-        ((36, 28, 1), {}),  # a trailing channel axis of 1
-        ((46, 58), {"factor": 2, "samples": 3}),  # another factor, an odd block layout
+        ((2, 36, 36), np.uint8, {"samples": 2}),  # a stack, several windows per plane
+        ((36, 36, 3), np.uint8, {"samples": 2}),  # RGB on a grayscale generator
+        ((36, 28, 1), np.uint8, {}),  # a trailing channel axis of 1
+        ((46, 58), np.uint8, {"factor": 2, "samples": 3}),  # another factor and layout
+        ((36, 36), np.uint16, {"samples": 2}),  # 16-bit microscopy
+        ((36, 36), np.float64, {"samples": 2}),  # float64: a float64 spread
     ],
 )
-def test_a_large_output_equals_upscale_written_window_by_window(tmp_path, small, shape, kw):
+def test_a_large_output_equals_upscale_written_window_by_window(tmp_path, small, shape, dtype, kw):
     image = _u8(shape)
+    if dtype == np.uint16:
+        image = image.astype(np.uint16) * 200
+    elif dtype == np.float64:
+        image = image / 255.0
     path = tmp_path / "field.tif"
     tifffile.imwrite(path, image)
     (tmp_path / "out").mkdir()

@@ -287,7 +287,14 @@ class _Reader:
     def __init__(self, store: OutcomeStore, parts: list[Block], whole: Job) -> None:
         self.store, self.parts, self.whole = store, parts, whole
         self.f, self.n = whole.grid.factor, whole.samples
+        self.boxes = [tuple(v * self.f for v in b.window(whole.grid)) for b in parts]
+        self.groups: dict[int, list[int]] = {}  # a group's first plane: its blocks, in order
+        self.group_of = np.zeros(whole.n_planes, dtype=np.int64)
+        for i, block in enumerate(parts):
+            self.groups.setdefault(block.planes.start, []).append(i)
+            self.group_of[block.planes] = block.planes.start
         self._open: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._norm: dict[tuple[int, int, int, int], torch.Tensor] = {}
 
     def _mosaics(self, i: int) -> np.ndarray:
         if i not in self._open:
@@ -297,31 +304,46 @@ class _Reader:
         self._open.move_to_end(i)
         return self._open[i]
 
+    def _covering(self, i: int, y0: int, y1: int, x0: int, x1: int):
+        """Where block ``i`` meets the window: its weight there, the window's slices and the
+        block's; None when it does not."""
+        by0, by1, bx0, bx1 = self.boxes[i]
+        if by0 >= y1 or by1 <= y0 or bx0 >= x1 or bx1 <= x0:
+            return None
+        ay, by, ax, bx = max(y0, by0), min(y1, by1), max(x0, bx0), min(x1, bx1)
+        ry, rx = ramps(self.whole.grid, by1 - by0, bx1 - bx0)
+        weight = ry[ay - by0 : by - by0, None] * rx[None, ax - bx0 : bx - bx0]
+        dst = (slice(ay - y0, by - y0), slice(ax - x0, bx - x0))
+        src = (slice(ay - by0, by - by0), slice(ax - bx0, bx - bx0))
+        return weight, dst, src
+
+    def norm(self, y0: int, y1: int, x0: int, x1: int) -> torch.Tensor:
+        """The blocks' weights summed over the window, as ``Canvas`` sums them: those of the
+        first group of planes (every group has the same windows), in plan order."""
+        key = (y0, y1, x0, x1)
+        if key not in self._norm:
+            norm = torch.zeros((y1 - y0, x1 - x0))
+            for i in self.groups[0]:
+                found = self._covering(i, *key)
+                if found is not None:
+                    norm[found[1]] += found[0]
+            self._norm = {key: norm}  # windows come plane by plane: keep the last
+        return self._norm[key]
+
     def blend(self, planes: list[int], y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
         """``(planes, N, C, y1 - y0, x1 - x0)`` float32, as ``Canvas.image()`` gives there:
-        the blocks' weighted mosaics and weights added in plan order, then divided."""
+        each plane's blocks' weighted mosaics added in plan order, then divided by the
+        summed weights."""
         c = self.whole.planes.shape[1]
         acc = torch.zeros((len(planes), self.n, c, y1 - y0, x1 - x0))
-        norm = torch.zeros((y1 - y0, x1 - x0))
-        for i, block in enumerate(self.parts):
-            by0, by1, bx0, bx1 = (v * self.f for v in block.window(self.whole.grid))
-            if by0 >= y1 or by1 <= y0 or bx0 >= x1 or bx1 <= x0:
-                continue
-            ay, by = max(y0, by0), min(y1, by1)
-            ax, bx = max(x0, bx0), min(x1, bx1)
-            ry, rx = ramps(self.whole.grid, by1 - by0, bx1 - bx0)
-            weight = ry[ay - by0 : by - by0, None] * rx[None, ax - bx0 : bx - bx0]
-            dst = (slice(ay - y0, by - y0), slice(ax - x0, bx - x0))
-            if block.planes.start == 0:  # every group of planes has the same windows
-                norm[dst] += weight
-            mine = [k for k, p in enumerate(planes) if block.planes.start <= p < block.planes.stop]
-            if not mine:
-                continue
-            mosaics = self._mosaics(i)
-            for k in mine:
-                row = (planes[k] - block.planes.start) * self.n
-                part = mosaics[row : row + self.n, :, ay - by0 : by - by0, ax - bx0 : bx - bx0]
-                acc[(k, slice(None), slice(None), *dst)] += weight * torch.from_numpy(
-                    np.array(part)
-                )
-        return acc.div_(norm.clamp(min=1e-12)).numpy()
+        for k, p in enumerate(planes):
+            group = int(self.group_of[p])
+            for i in self.groups[group]:
+                found = self._covering(i, y0, y1, x0, x1)
+                if found is None:
+                    continue
+                weight, dst, src = found
+                row = (p - group) * self.n
+                part = np.array(self._mosaics(i)[(slice(row, row + self.n), slice(None), *src)])
+                acc[(k, slice(None), slice(None), *dst)] += weight * torch.from_numpy(part)
+        return acc.div_(self.norm(y0, y1, x0, x1).clamp(min=1e-12)).numpy()
