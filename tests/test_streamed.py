@@ -77,6 +77,7 @@ def test_a_large_output_equals_upscale_written_window_by_window(tmp_path, small,
     assert started.blocks == want.params["blocks"] > 1
     group = zarr.open_group(str(tmp_path / "out" / "field.zarr"), mode="r")
     assert group["image"].chunks != group["image"].shape  # written in several windows
+    assert sorted(group["image"].chunks)[-2:] == [16, 16]  # chunked in Y and X alike
     names = ("image", "samples", "std") if want.samples is not None else ("image",)
     for name in names:
         got, exp = group[name][...], getattr(want, name)
@@ -84,10 +85,10 @@ def test_a_large_output_equals_upscale_written_window_by_window(tmp_path, small,
     if want.samples is None:
         assert "samples" not in group and "std" not in group
     meta = group.attrs["napari_pulse"]
-    assert meta["lr_psnr"] == pytest.approx(want.lr_psnr, abs=1e-4)
+    assert meta["lr_psnr"] == want.lr_psnr and meta["success"] == want.success
     assert meta["sample_lr_psnr"] == pytest.approx(want.sample_lr_psnr, abs=1e-4)
     assert meta["blocks"] == want.params["blocks"] and meta["batch_key"] == spec.key
-    assert done.lr_psnr == pytest.approx(want.lr_psnr, abs=1e-4) and done.success == want.success
+    assert done.lr_psnr == want.lr_psnr and done.success == want.success
     assert not work.store_of(spec).folder.exists()  # the saved blocks go once written
 
 
@@ -166,17 +167,26 @@ def test_saved_blocks_come_back_as_they_were_and_only_for_their_key(tmp_path):
         assert np.array_equal(store.mosaics(i), outcome.mosaics.numpy())
     assert torch.equal(store.figures(2).bank, kept[2].bank)
     assert not [p for p in store.folder.iterdir() if p.name.endswith(".tmp")]
-    # The same folder opened for other options is emptied: their blocks are never used.
+    # A block saved for other options into this folder (a task of an interrupted run
+    # that was still running) is never counted; opening the folder for them empties it.
+    streamed.OutcomeStore(tmp_path / "parts", "key-2").save(1, _outcome(False))
+    assert store.missing(3) == [1]
     other = streamed.OutcomeStore(tmp_path / "parts", "key-2").open()
     assert other.missing(3) == [0, 1, 2]
-    assert streamed.OutcomeStore(tmp_path / "parts", "key-2").open().missing(1) == [0]
     other.save(0, _outcome(False))
-    with pytest.raises(ValueError, match="another input"):
-        streamed.OutcomeStore(tmp_path / "parts", "key-1").figures(0)
+    assert streamed.OutcomeStore(tmp_path / "parts", "key-1").missing(1) == [0]
 
 
-def test_a_half_written_block_counts_as_missing(tmp_path):
+@pytest.mark.parametrize("damage", ["no second file", "cut short", "mosaics of another shape"])
+def test_a_block_cut_short_counts_as_missing(tmp_path, damage):
     store = streamed.OutcomeStore(tmp_path / "parts", "k").open()
     store.save(0, _outcome(False))
-    (store.folder / "00000.npz").unlink()  # died between its two files
+    (npy,) = store.folder.glob("00000.*.npy")
+    (npz,) = store.folder.glob("00000.*.npz")
+    if damage == "no second file":  # died between its two files
+        npz.unlink()
+    elif damage == "cut short":  # a crash that left a file part-written
+        npz.write_bytes(npz.read_bytes()[:40])
+    else:
+        np.save(npy, np.zeros((1, 1, 8, 8), np.float32))
     assert store.missing(1) == [0]

@@ -16,6 +16,7 @@ low-res figures, whatever the size of the output.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -40,13 +41,17 @@ OPEN_BLOCKS = 16
 
 
 class OutcomeStore:
-    """The saved outcomes of a blocked job's blocks: ``NNNNN.npy`` (the mosaics) and then
-    ``NNNNN.npz`` (the rest; its presence means the block is complete), under ``folder``,
-    for the input and options whose key is ``key`` (a folder holding another key's blocks
-    is emptied when opened)."""
+    """The saved outcomes of a blocked job's blocks, under ``folder``, for the input, options
+    and code whose key is ``key``: per block ``NNNNN.<tag>.npy`` (the mosaics), then
+    ``NNNNN.<tag>.npz`` (the rest, with the key and the mosaics' shape), ``tag`` a hash of
+    the key. A block counts as saved only when both load and match the key and each other,
+    so a block written for other options (a task of an interrupted run that was still
+    running), or cut short by a crash, is searched again. :meth:`open` empties a folder
+    that holds another key's blocks."""
 
     def __init__(self, folder: Path, key: str) -> None:
         self.folder, self.key = Path(folder), key
+        self.tag = hashlib.sha256(key.encode()).hexdigest()[:12]
 
     def open(self) -> OutcomeStore:
         """Make the folder (emptied when it holds another key's blocks); returns self."""
@@ -55,26 +60,37 @@ class OutcomeStore:
             shutil.rmtree(self.folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         if not mark.is_file():
-            _atomic(mark, lambda tmp: tmp.write_text(self.key))
+            _atomic(mark, lambda fh: fh.write(self.key.encode()))
         return self
 
     def done(self, n: int) -> list[int]:
-        """The complete blocks among ``0..n-1``."""
-        return [i for i in range(n) if self._small(i).is_file() and self._mosaics(i).is_file()]
+        """The blocks among ``0..n-1`` saved whole for this key."""
+        return [i for i in range(n) if self._complete(i)]
 
     def missing(self, n: int) -> list[int]:
         """The blocks among ``0..n-1`` still to search."""
         have = set(self.done(n))
         return [i for i in range(n) if i not in have]
 
+    def _complete(self, index: int) -> bool:
+        try:
+            with np.load(self._small(index), allow_pickle=False) as z:
+                meta = json.loads(str(z["meta"]))
+            shape = tuple(self.mosaics(index).shape)
+        except Exception:  # noqa: BLE001 - absent, cut short or not ours: not saved
+            return False
+        return meta.get("key") == self.key and shape == tuple(meta.get("shape", ()))
+
     def save(self, index: int, outcome: Outcome) -> None:
-        """Keep block ``index``'s outcome (the mosaics first; each file renamed into place).
-        The folder is not emptied here: :meth:`open` it first, once per run."""
+        """Keep block ``index``'s outcome (the mosaics first; each file written to a
+        temporary name, flushed to disk and renamed into place). The folder is not emptied
+        here: :meth:`open` it first, once per run."""
         mosaics = outcome.mosaics.detach().cpu().numpy()
         self.folder.mkdir(parents=True, exist_ok=True)
-        _atomic(self._mosaics(index), lambda tmp: _save(tmp, mosaics))
+        _atomic(self._mosaics(index), lambda fh: np.save(fh, mosaics))
         meta = {
             "key": self.key,
+            "shape": list(mosaics.shape),
             "at_eps": outcome.at_eps,
             "bank_key": None if outcome.bank_key is None else asdict(outcome.bank_key),
         }
@@ -86,7 +102,7 @@ class OutcomeStore:
         }
         if outcome.bank is not None:
             arrays["bank"] = outcome.bank.numpy()
-        _atomic(self._small(index), lambda tmp: _savez(tmp, arrays))
+        _atomic(self._small(index), lambda fh: np.savez(fh, **arrays))
 
     def figures(self, index: int) -> Outcome:
         """Block ``index``'s outcome without its mosaics (an empty tensor in their place)."""
@@ -109,27 +125,21 @@ class OutcomeStore:
         shutil.rmtree(self.folder, ignore_errors=True)
 
     def _mosaics(self, index: int) -> Path:
-        return self.folder / f"{index:05d}.npy"
+        return self.folder / f"{index:05d}.{self.tag}.npy"
 
     def _small(self, index: int) -> Path:
-        return self.folder / f"{index:05d}.npz"
-
-
-def _save(path: Path, array: np.ndarray) -> None:
-    with open(path, "wb") as fh:  # a name of ours, without np.save's added suffix
-        np.save(fh, array)
-
-
-def _savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    with open(path, "wb") as fh:
-        np.savez(fh, **arrays)
+        return self.folder / f"{index:05d}.{self.tag}.npz"
 
 
 def _atomic(path: Path, write: Any) -> None:
-    """``write(tmp)`` to a temporary name beside ``path``, then renamed to ``path``."""
+    """``write(file)`` to a temporary name beside ``path``, flushed to disk, then renamed
+    to ``path``: a crash leaves the old file or none, never a part of the new one."""
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
-        write(tmp)
+        with open(tmp, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -168,7 +178,9 @@ def write(
             e = geo.error(out, planes, win)
             err[planes, :, win.ly0 : win.ly1, win.lx0 : win.lx1] = e[0]
             sums += e.reshape(n, -1).sum(axis=1, dtype=np.float64)
-    sample_mse = list(sums / err.size)
+    # The best sample's figure as ``upscale`` takes it (a float32 mean of the same array),
+    # so that ``lr_psnr`` and ``success`` are its own; the others summed in float64.
+    sample_mse = [float(err.mean()), *(sums[1:] / err.size)]
     std = None
     if samples is not None:
         kind = np.float64 if frame.dtype == np.float64 else np.float32  # as _spread gives

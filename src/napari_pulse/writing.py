@@ -110,20 +110,24 @@ def set_metadata(group: Any, meta: dict[str, Any]) -> None:
 
 def chunks(shape: tuple[int, ...], chunk: int = ZARR_CHUNK) -> tuple[int, ...]:
     """One plane per chunk along leading axes, ``chunk`` pixels along Y and X (the last
-    two axes, or the two before an RGB axis)."""
-    ndim = len(shape)
-    rgb = ndim >= 3 and shape[-1] == 3
-    spatial = ndim - 3 if rgb else ndim - 2
-    out = [1] * ndim
-    for axis in range(spatial, ndim):
-        out[axis] = min(shape[axis], chunk) if axis < spatial + 2 else 3
+    two axes, or the two before a channel axis: RGB, or a grayscale image's axis of 1)."""
+    y_axis = _y_axis(shape)
+    out = [1] * len(shape)
+    for axis in range(y_axis, len(shape)):
+        out[axis] = min(shape[axis], chunk) if axis < y_axis + 2 else shape[axis]
     return tuple(out)
+
+
+def _y_axis(shape: tuple[int, ...]) -> int:
+    """The Y axis of an output: the third from last before a channel axis (3 for RGB, 1
+    for a grayscale image kept as ``(..., Y, X, 1)``), else the second from last."""
+    channel = len(shape) >= 3 and shape[-1] in (1, 3)
+    return len(shape) - 3 if channel else len(shape) - 2
 
 
 def _fill(z: Any, array: np.ndarray) -> None:
     """Write ``array`` into ``z`` a band of chunk rows at a time."""
-    rgb = array.ndim >= 3 and array.shape[-1] == 3
-    y_axis = array.ndim - 3 if rgb else array.ndim - 2
+    y_axis = _y_axis(array.shape)
     step = z.chunks[y_axis]
     for y in range(0, array.shape[y_axis], step):
         band = (slice(None),) * y_axis + (slice(y, y + step),)

@@ -15,6 +15,7 @@ task of the same input.
 from __future__ import annotations
 
 import ctypes
+import json
 import os
 import sys
 import threading
@@ -25,7 +26,7 @@ from typing import Any
 
 import torch
 
-from .. import blocks, pipeline, streamed
+from .. import __version__, blocks, pipeline, streamed
 from ..api import check_image
 from ..job import Job
 from ..options import Options, Setup
@@ -205,6 +206,7 @@ def finish(spec: Spec, *found: tuple[blocks.Outcome | None, float]) -> Done:
     if spills(spec, whole):
         again = _written(spec, whole.n_planes, len(parts))
         if again is not None:
+            store_of(spec).remove()
             forget(spec.key)
             return again
         result, outs = _finish_on_disk(spec, frame, whole, parts, setup, rgb, stages)
@@ -277,8 +279,24 @@ def spills(spec: Spec, whole: Job) -> bool:
 
 
 def store_of(spec: Spec) -> streamed.OutcomeStore:
-    """Where an input's saved blocks are kept (:func:`parts_folder`)."""
-    return streamed.OutcomeStore(parts_folder(spec.item), spec.key)
+    """Where an input's saved blocks are kept (:func:`parts_folder`), under a key that adds
+    to the input's what else its blocks depend on: this code's version, and the encoder
+    file the search finds (one trained between two runs must not mix into one image)."""
+    with _lock:
+        key = _parts_keys.get(spec.key)
+    if key is None:
+        _, _, setup, _, whole, _ = _prepare(spec)
+        found = pipeline.encoder_for(setup, whole) if setup.cfg.encoder else None
+        path = None if found is None else Path(found[1])
+        stamp = None if path is None else [str(path), path.stat().st_size, path.stat().st_mtime_ns]
+        key = json.dumps([spec.key, __version__, stamp])
+        with _lock:
+            _parts_keys[spec.key] = key
+    return streamed.OutcomeStore(parts_folder(spec.item), key)
+
+
+#: The saved blocks' keys of the inputs this worker prepared, by their specs' keys.
+_parts_keys: dict[str, str] = {}
 
 
 def parts_folder(item: Item) -> Path:
