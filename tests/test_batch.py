@@ -259,6 +259,11 @@ def test_an_interrupted_large_input_resumes_from_its_saved_blocks(client, tmp_pa
     entry = report.entries[str(path)]
     assert report.ok and entry.blocks > 3 and entry.blocks_saved >= 2
     assert seen[-1].total == 1 + (entry.blocks - entry.blocks_saved) + 1
+    said = [e.message for e in seen if "saved by an earlier run" in e.message]
+    assert said == [
+        f"{path}: {entry.blocks_saved} of {entry.blocks} blocks saved by an "
+        f"earlier run, {entry.blocks - entry.blocks_saved} to search"
+    ]
     want = napari_pulse.upscale(read_image(path), **KW)
     group = zarr.open_group(str(out / "field0.zarr"), mode="r")
     assert np.array_equal(group["image"][...], want.image)

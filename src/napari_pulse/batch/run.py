@@ -261,6 +261,20 @@ def _run(
                 entry.blocks_saved = value.blocks - len(value.todo)
                 entry.seconds = value.seconds
                 emit(None)
+                if entry.blocks_saved and progress is not None:
+                    note = (
+                        f"{entry.input}: {entry.blocks_saved} of {value.blocks} blocks saved "
+                        f"by an earlier run, {len(found)} to search"
+                    )
+                    progress(
+                        BatchProgress(
+                            counts["done"],
+                            counts["total"],
+                            counts["planes"],
+                            time.perf_counter() - t0,
+                            message=note,
+                        )
+                    )
                 continue
             entry.status, entry.outputs = "done", value.outputs
             entry.seconds = (entry.seconds or 0.0) + value.seconds
