@@ -150,8 +150,10 @@ def forget(key: str | None = None) -> None:
     with _lock:
         if key is None:
             _prepared.clear()
+            _parts_keys.clear()
         else:
             _prepared.pop(key, None)
+            _parts_keys.pop(key, None)
 
 
 def start(spec: Spec) -> Done | Blocked:
