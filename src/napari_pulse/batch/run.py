@@ -219,7 +219,9 @@ def _run(
         queue.add(future)
         return future
 
-    def emit(entry: Entry | None) -> None:
+    def emit(entry: Entry | None, note: str = "") -> None:
+        """The progress after a task (``entry``: an input that ended; ``note``: a line for
+        the user when none did)."""
         if entry is not None:  # the report says what ended so far, should the batch be killed
             report.seconds = time.perf_counter() - t0
             report.write()
@@ -232,7 +234,7 @@ def _run(
                     time.perf_counter() - t0,
                     None if entry is None else entry.input,
                     None if entry is None else entry.status,
-                    "" if entry is None or entry.error is None else entry.error,
+                    note if entry is None or entry.error is None else entry.error,
                 )
             )
 
@@ -260,21 +262,11 @@ def _run(
                 counts["total"] += len(found) + 1
                 entry.blocks_saved = value.blocks - len(value.todo)
                 entry.seconds = value.seconds
-                emit(None)
-                if entry.blocks_saved and progress is not None:
-                    note = (
-                        f"{entry.input}: {entry.blocks_saved} of {value.blocks} blocks saved "
-                        f"by an earlier run, {len(found)} to search"
-                    )
-                    progress(
-                        BatchProgress(
-                            counts["done"],
-                            counts["total"],
-                            counts["planes"],
-                            time.perf_counter() - t0,
-                            message=note,
-                        )
-                    )
+                note = (
+                    f"{entry.input}: {entry.blocks_saved} of {value.blocks} blocks saved "
+                    f"by an earlier run, {len(found)} to search"
+                )
+                emit(None, note if entry.blocks_saved else "")
                 continue
             entry.status, entry.outputs = "done", value.outputs
             entry.seconds = (entry.seconds or 0.0) + value.seconds
