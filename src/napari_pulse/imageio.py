@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import os
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import tifffile
@@ -130,16 +131,25 @@ def write_tiff_atomic(
     # Separators " : " keep '"shape":' out of our JSON, so tifffile never mistakes it for
     # its own shaped description (written as a second tag, which keeps N-d shapes on read).
     description = json.dumps(metadata, separators=(", ", " : "), allow_nan=True)
+    write_atomic(
+        path,
+        lambda fh: tifffile.imwrite(
+            fh,
+            array,
+            photometric="rgb" if rgb else "minisblack",
+            description=description,
+            metadata={},
+        ),
+    )
+
+
+def write_atomic(path: Path, write: Callable[[BinaryIO], Any]) -> None:
+    """``write(file)`` to a new temporary name beside ``path``, flushed to disk, then
+    renamed to ``path``: a crash leaves the old file or none, never a part of the new one."""
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
     try:
         with open(tmp, "xb") as fh:
-            tifffile.imwrite(
-                fh,
-                array,
-                photometric="rgb" if rgb else "minisblack",
-                description=description,
-                metadata={},
-            )
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)

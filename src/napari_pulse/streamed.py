@@ -19,9 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import shutil
-import uuid
 from collections import OrderedDict
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -32,6 +30,7 @@ import torch
 
 from .bank import BankKey
 from .blocks import Block, Outcome, ramps
+from .imageio import write_atomic
 from .job import Job
 from .result import SPREAD_SIGMA, Frame, Result, fitted, local_spread
 from .writing import ZARR_CHUNK, new_array
@@ -60,7 +59,7 @@ class OutcomeStore:
             shutil.rmtree(self.folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         if not mark.is_file():
-            _atomic(mark, lambda fh: fh.write(self.key.encode()))
+            write_atomic(mark, lambda fh: fh.write(self.key.encode()))
         return self
 
     def done(self, n: int) -> list[int]:
@@ -87,7 +86,7 @@ class OutcomeStore:
         here: :meth:`open` it first, once per run."""
         mosaics = outcome.mosaics.detach().cpu().numpy()
         self.folder.mkdir(parents=True, exist_ok=True)
-        _atomic(self._mosaics(index), lambda fh: np.save(fh, mosaics))
+        write_atomic(self._mosaics(index), lambda fh: np.save(fh, mosaics))
         meta = {
             "key": self.key,
             "shape": list(mosaics.shape),
@@ -102,7 +101,7 @@ class OutcomeStore:
         }
         if outcome.bank is not None:
             arrays["bank"] = outcome.bank.numpy()
-        _atomic(self._small(index), lambda fh: np.savez(fh, **arrays))
+        write_atomic(self._small(index), lambda fh: np.savez(fh, **arrays))
 
     def figures(self, index: int) -> Outcome:
         """Block ``index``'s outcome without its mosaics (an empty tensor in their place)."""
@@ -129,20 +128,6 @@ class OutcomeStore:
 
     def _small(self, index: int) -> Path:
         return self.folder / f"{index:05d}.{self.tag}.npz"
-
-
-def _atomic(path: Path, write: Any) -> None:
-    """``write(file)`` to a temporary name beside ``path``, flushed to disk, then renamed
-    to ``path``: a crash leaves the old file or none, never a part of the new one."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def write(
