@@ -271,13 +271,9 @@ def large(spec: Spec, whole: Job) -> bool:
 
 
 def spills(spec: Spec, whole: Job) -> bool:
-    """Whether an input's blocks are saved to disk and its zarr written a window at a
-    time: a file's input that runs in blocks and goes to zarr."""
-    return (
-        spec.item is not None
-        and large(spec, whole)
-        and (blocks.plan(whole.grid, whole.n_planes) is not None)
-    )
+    """Whether the blocks of an input that runs in blocks are saved to disk and its zarr
+    written a window at a time: a file's input whose output goes to zarr."""
+    return spec.item is not None and large(spec, whole)
 
 
 def store_of(spec: Spec) -> streamed.OutcomeStore:
