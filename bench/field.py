@@ -32,7 +32,7 @@ import napari_pulse
 from harness import DATA, begin, center_crop, parser, report, timed
 from napari_pulse import evaluate
 from napari_pulse.degrade import downscale
-from napari_pulse.metrics import psnr, ssim
+from napari_pulse.metrics import psnr, spearman, ssim
 
 #: Plain bicubic upsampling, the baseline (its name before it was public, for old versions).
 bicubic_up = getattr(evaluate, "bicubic_up", None) or evaluate._bicubic_up
@@ -94,6 +94,12 @@ def measure(label: str, low, truth, samples: int, reference: float | None) -> No
     mean = r.mean / 255
     per_tile = seconds / np.size(r.lr_psnr_tiles)
     share = {} if reference is None else {"of_a_reference_start": f"{per_tile / reference:.3f}"}
+    if r.error is not None:  # the expected-error map against the image's actual error
+        miss, expected = np.abs(best - truth), r.error / 255
+        share["expected_error"] = (
+            f"rank correlation {spearman(expected, miss):.3f}, RMS "
+            f"{np.sqrt((expected**2).mean()):.4f} expected, {np.sqrt((miss**2).mean()):.4f} actual"
+        )
     report(
         label,
         seconds=seconds,

@@ -1,4 +1,5 @@
-"""Does the spread point at the error? Its rank correlation with the error of the mean.
+"""Do the spread and the expected-error map point at the error? Their rank correlation
+with the actual error.
 
 The inputs are ``heldout_x4.py``'s: the first ``--n`` crops of held-out images (files the
 generator's training never read, foreground by the card's crop rule), downscaled x4
@@ -8,7 +9,11 @@ the absolute error of the samples' mean against the truth (``metrics.spearman``,
 figure ``napari-pulse evaluate`` reports): the per-pixel standard deviation over the
 samples, and their per-pixel variance pooled over Gaussian windows of several widths
 (sigma in low-res pixels; ``result.SPREAD_SIGMA`` is what ``Result.std`` ships), then
-square-rooted. Prints the median over the crops of each, and the mean's PSNR/SSIM.
+square-rooted. Then the expected-error map (``Result.error``, :mod:`napari_pulse.error_map`,
+fitted on training crops by ``scripts/fit_error_map.py``) against the error of the image it
+describes (the best sample, what the user sees) and against the error of the mean, and its
+RMS against the image's actual RMS error. Prints the median over the crops of each, and the
+mean's PSNR/SSIM.
 
     python bench/spread.py [--n 20] [--samples 4] [--threads 2]
 """
@@ -65,6 +70,17 @@ def main() -> None:
             rows |= {f"pooled, sigma {s} low-res px": pooled(samples, 4 * s) for s in SIGMAS}
             for name, spread in rows.items():
                 figures.setdefault(name, []).append(spearman(spread, error))
+            image = r.image.astype(np.float64) / 255
+            expected = r.error / 255
+            miss = np.abs(image - truth)
+            maps = {
+                "expected error vs the image's error": spearman(expected, miss),
+                "expected error vs the mean's error": spearman(expected, error),
+                "expected error RMS": float(np.sqrt((expected**2).mean())),
+                "actual error RMS of the image": float(np.sqrt((miss**2).mean())),
+            }
+            for name, value in maps.items():
+                figures.setdefault(name, []).append(value)
             figures.setdefault("mean psnr", []).append(psnr(samples.mean(0), truth))
             figures.setdefault("mean ssim", []).append(ssim(samples.mean(0), truth))
     print(f"{len(files)} held-out crops, x4, {args.samples} samples; shipped sigma {SPREAD_SIGMA}")

@@ -72,6 +72,39 @@ def tiny_domain(tmp_path, monkeypatch):
     domain._LOADED.clear()
 
 
+def tiny_error_model(**card):
+    """An expected-error model (:mod:`napari_pulse.error_map`) for the tiny generator at x4
+    (bicubic) with made-up weights; ``card`` entries override its card's."""
+    from napari_pulse import error_map
+    from napari_pulse.bank import fingerprint
+    from napari_pulse.generators.tiny import TinyGenerator
+
+    base = {
+        "version": error_map.VERSION,
+        "generator_sha256": fingerprint(TinyGenerator()),
+        "factor": 4,
+        "degradation": "bicubic",
+        "sigma": None,
+    }
+    return error_map.ErrorModel((1.0, 0.5, 1e-4), {**base, **card})
+
+
+@pytest.fixture
+def tiny_errors(tmp_path, monkeypatch):
+    """A private cache directory holding :func:`tiny_error_model` where ``upscale`` looks
+    for the tiny generator's x4 error model; its path."""
+    from napari_pulse import error_map
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("NAPARI_PULSE_CACHE", str(cache))
+    (cache / "encoders").mkdir(parents=True, exist_ok=True)
+    name = error_map.file_name("tiny", 4, "bicubic")
+    path = error_map.save(cache / "encoders" / name, tiny_error_model())
+    error_map._LOADED.clear()
+    yield path
+    error_map._LOADED.clear()
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """Run a module's torch work on one thread, then restore the setting.

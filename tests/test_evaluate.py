@@ -90,7 +90,7 @@ def test_evaluate_rows_and_summary(hr_dir):
         assert r.row["success"] in (0, 1)
         assert 0 < r.row["ssim_bicubic"] <= 1 and r.row["psnr_bicubic"] > 10
         assert r.row["spread"] >= 0
-        assert [p.shape for p in r.panels] == [(32, 32)] * 5
+        assert [p.shape for p in r.panels] == [(32, 32)] * 6
     assert ev.summary["image"] == "summary"
     assert 0 <= ev.summary["success"] <= 1
     assert ev.summary["psnr_mean"] == pytest.approx(

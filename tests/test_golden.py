@@ -44,7 +44,10 @@ stage after another came to count, in the progress total, only the tiles still a
 as it starts (``job.plan_at``; nothing before that): only the events' ``total`` (and, for
 ``nuclei-encoder``, whose retry and blind search had no tile, ``done``) changed in the
 ``quick``, ``quick-guide`` and ``nuclei-encoder`` cases; images, figures and ``params``
-kept bit for bit.
+kept bit for bit. It was recorded again when results gained the expected-error map
+(``Result.error``, :mod:`napari_pulse.error_map`): ``params`` gained ``error_map`` (None
+but for ``nuclei-encoder``, which depends on the bundled nuclei error model too), and that
+case gained its ``error`` array; every other array kept bit for bit.
 
 The inputs are stored with the recording, so nothing here depends on how they were made.
 Record again (only when a change of results is intended and said so in its commit) with::
@@ -229,7 +232,7 @@ def run_case(name: str, image: np.ndarray, cache: Path) -> tuple[dict, dict[str,
         ),
     }
     arrays = {"image": r.image, "lr_psnr_tiles": r.lr_psnr_tiles}
-    for key in ("samples", "std", "ood_tiles", "atypical_tiles"):
+    for key in ("samples", "std", "ood_tiles", "atypical_tiles", "error"):
         value = getattr(r, key)
         if value is not None:
             arrays[key] = value

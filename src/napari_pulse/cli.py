@@ -64,7 +64,9 @@ def _add_upscale(sub: Any) -> None:
         type=Path,
         required=True,
         help="output .tif/.tiff; never the input file; with --samples N > 1 also "
-        "OUT_samples.tif and OUT_std.tif (the local spread: where detail was invented)",
+        "OUT_samples.tif and OUT_std.tif (the local spread: where detail was invented); "
+        "where the generator has an error model, OUT_error.tif (the expected error of OUT: "
+        "where it is most likely wrong)",
     )
     add_upscale_arguments(p)
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")

@@ -16,10 +16,11 @@ EVALUATE_HELP = (
     "--factor), make its low-res version with --degradation (quantised to 8 bits for 8-bit "
     "files, 16 bits otherwise), upscale it, and compare with the original in [0, 1] (the "
     "generator's intensity convention): success (low-res MSE <= eps), lr_psnr, PSNR and SSIM "
-    "for bicubic upsampling, one sample and the mean of the samples, and the samples' mean "
-    "spread. Writes OUT/evaluation.csv (a row per image and a summary row: the share of "
-    "successes, medians of the rest) and OUT/evaluation.png (rows of low-res / bicubic / "
-    "ours / truth / spread)."
+    "for bicubic upsampling, one sample and the mean of the samples, the samples' mean "
+    "spread, and (where the generator has an error model) how well the expected-error map "
+    "ranks and sizes the actual error. Writes OUT/evaluation.csv (a row per image and a "
+    "summary row: the share of successes, medians of the rest) and OUT/evaluation.png "
+    "(rows of low-res / bicubic / ours / truth / spread / expected error)."
 )
 
 
@@ -72,5 +73,11 @@ def run_evaluate(args: argparse.Namespace) -> int:
             f"SSIM {s['ssim_bicubic']:.3f} / {s['ssim_sample']:.3f} / {s['ssim_mean']:.3f}; "
             f"spread {s['spread']:.4f}"
         )
+        if s["expected_error_spearman"] == s["expected_error_spearman"]:  # not NaN
+            print(
+                f"expected error: rank correlation {s['expected_error_spearman']:.3f} with the "
+                f"actual error; RMS {s['expected_error_rms']:.4f} expected, "
+                f"{s['error_rms']:.4f} actual"
+            )
         print(f"wrote {outs[0]} and {outs[1]}")
     return 0

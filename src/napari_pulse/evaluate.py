@@ -11,7 +11,10 @@ For each high-res image (TIFF/PNG/JPEG, a single ``(Y, X)`` or ``(Y, X, 3)`` ima
    with the truth in [0, 1]: PSNR and SSIM for bicubic upsampling of the low-res image,
    for one sample (the best) and for the mean of the samples; the low-res fit
    (``lr_psnr``, ``success``); the mean spread of the samples (``Result.std``) and its
-   Spearman correlation with the actual error ``|mean - truth|``.
+   Spearman correlation with the actual error ``|mean - truth|``; where the generator has
+   an expected-error model (``Result.error``, :mod:`napari_pulse.error_map`), its
+   Spearman correlation with the actual error of the image ``|sample - truth|``, and its
+   RMS beside the actual RMS error (a calibrated map gives about the same).
 
 The summary holds the share of successes and the medians of everything else.
 """
@@ -55,9 +58,12 @@ COLUMNS = [
     "ssim_mean",
     "spread",
     "spread_error_spearman",
+    "expected_error_spearman",
+    "expected_error_rms",
+    "error_rms",
     "seconds",
 ]
-PANELS = ["low-res", "bicubic", "ours", "truth", "spread"]
+PANELS = ["low-res", "bicubic", "ours", "truth", "spread", "expected error"]
 MIN_SIZE = 11  # the SSIM window
 
 
@@ -149,6 +155,8 @@ def evaluate_image(path: Path, options: Options) -> ImageResult:
     mean = r.mean / scale
     std = r.std / scale if r.std is not None else np.zeros_like(sample)
     several = r.samples is not None
+    error = None if r.error is None else r.error / scale
+    miss = np.abs(sample - truth)
     row = {
         "image": path.name,
         "height": truth.shape[0],
@@ -163,11 +171,16 @@ def evaluate_image(path: Path, options: Options) -> ImageResult:
         "ssim_mean": ssim(mean, truth),
         "spread": float(std.mean()) if several else math.nan,
         "spread_error_spearman": spearman(std, np.abs(mean - truth)) if several else math.nan,
+        "expected_error_spearman": math.nan if error is None else spearman(error, miss),
+        "expected_error_rms": math.nan if error is None else float(np.sqrt((error**2).mean())),
+        "error_rms": float(np.sqrt((miss**2).mean())),
         "seconds": seconds,
     }
     nearest = np.repeat(np.repeat(low_u, factor, axis=0), factor, axis=1)
     spread = std / std.max() if std.max() > 0 else std
-    return ImageResult(row, [nearest, bicubic, sample, truth, spread])
+    likely = np.zeros_like(sample) if error is None else error
+    likely = likely / likely.max() if likely.max() > 0 else likely
+    return ImageResult(row, [nearest, bicubic, sample, truth, spread, likely])
 
 
 def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -243,8 +256,8 @@ def _to_rgb8(x: np.ndarray, size: int) -> Image.Image:
 
 def write_figure(ev: Evaluation, path: str | Path, max_rows: int = 16, size: int = 256) -> None:
     """A PNG: one row per image (the first ``max_rows``) of low-res (nearest), bicubic,
-    ours (the best sample), truth and spread (scaled to its maximum), each at most ``size``
-    pixels."""
+    ours (the best sample), truth, spread and expected error (each map scaled to its
+    maximum; black where there is none), each at most ``size`` pixels."""
     rows = [[_to_rgb8(p, size) for p in r.panels] for r in ev.images[:max_rows]]
     gap, head = 4, 16
     col_w = [max(row[c].width for row in rows) for c in range(len(PANELS))]

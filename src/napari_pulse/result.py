@@ -11,6 +11,7 @@ import torch
 
 from . import __version__, bank, domain
 from .degrade import Degradation
+from .error_map import ErrorModel
 from .intensity import Intensity, cast_like
 from .job import Job, State
 from .layout import Layout
@@ -39,6 +40,10 @@ class Result:
     (:mod:`napari_pulse.domain`: False flags a foreign image); ``domain_score`` is the mean
     of ``domain_tiles`` (above 1: foreign). All three are None where no domain model
     exists for the generator, factor and operator.
+    ``error`` is the expected error of every pixel of ``image`` (:mod:`napari_pulse.
+    error_map`: an RMS estimate in the input's units, calibrated on the generator's
+    training domain; bright where the image is most likely wrong), shaped like ``image``;
+    None where no error model exists for the generator, factor and operator.
     """
 
     image: np.ndarray
@@ -58,6 +63,7 @@ class Result:
     in_domain: bool | None = None
     domain_score: float | None = None
     domain_tiles: np.ndarray | None = None
+    error: np.ndarray | None = None
 
     def warnings(self) -> list[str]:
         """What the user should be told about this result beyond its fit: a foreign image
@@ -113,7 +119,32 @@ def assemble(frame: Frame, job: Job, state: State, setup: Setup, rgb: bool) -> R
     f = job.grid.factor
     mosaics = job.crop(state.mosaics.detach().cpu().view(p, n, c, h * f, w * f)).numpy()
     result = _measure(frame, mosaics, job.degrade, job.grid, job.cfg.eps, job.real_box)
+    result.error = expected_error(error_model(setup), frame, result.image)
     return score(result, frame, job, state, setup, rgb)
+
+
+def error_model(setup: Setup) -> ErrorModel | None:
+    """The expected-error model for the setup's generator, factor and operator, if any."""
+    from .error_map import find
+
+    d = setup.degrade
+    return find(setup.generator, setup.factor, d.kind, d.sigma)
+
+
+def expected_error(
+    model: ErrorModel | None, frame: Frame, image: np.ndarray, low: np.ndarray | None = None
+) -> np.ndarray | None:
+    """The expected error of ``image`` (in the input's units, shaped like it) given its
+    input ``low`` (planes in [0, 1]; default the frame's); None without a model. float32,
+    or float64 for float64 images."""
+    if model is None:
+        return None
+    layout, intensity = frame.layout, frame.intensity
+    unit = layout.to_planes(intensity.to_unit(image))
+    e = model.map(unit, frame.planes if low is None else low)
+    span = (intensity.hi / 2 - intensity.lo / 2) * 2
+    out = layout.from_planes(e[:, None])[0] * span
+    return out.astype(np.float64 if frame.dtype == np.float64 else np.float32)
 
 
 def score(result: Result, frame: Frame, job: Job, state: State, setup: Setup, rgb: bool) -> Result:
@@ -136,6 +167,8 @@ def score(result: Result, frame: Frame, job: Job, state: State, setup: Setup, rg
         result.domain_score = float(dist.mean())
         result.in_domain = result.domain_score <= 1
     result.params = params(frame, job, state, setup, rgb)
+    errors = error_model(setup) if result.error is not None else None
+    result.params["error_map"] = None if errors is None or errors.path is None else errors.path.name
     result.params["domain"] = (
         None
         if model is None

@@ -30,9 +30,10 @@ import torch
 
 from .bank import BankKey
 from .blocks import Block, Outcome, ramps
+from .error_map import HALO, ErrorModel
 from .imageio import write_atomic
 from .job import Job
-from .result import SPREAD_SIGMA, Frame, Result, fitted, local_spread
+from .result import SPREAD_SIGMA, Frame, Result, expected_error, fitted, local_spread
 from .writing import ZARR_CHUNK, new_array
 
 #: Block files a window's reads keep open (memory maps).
@@ -137,11 +138,13 @@ def write(
     parts: list[Block],
     store: OutcomeStore,
     eps: float,
+    errors: ErrorModel | None = None,
 ) -> Result:
     """Write the output of ``whole`` (run in ``parts``, their outcomes in ``store``) into
-    ``group``: arrays ``image`` and, with several samples, ``samples`` and ``std``, shaped
-    and valued as :func:`~napari_pulse.upscale`'s result. Returns the result measured
-    against the input (its ``image``, ``samples`` and ``std`` are the group's arrays)."""
+    ``group``: arrays ``image``, with several samples ``samples`` and ``std``, and with an
+    expected-error model (``errors``) ``error``, shaped and valued as
+    :func:`~napari_pulse.upscale`'s result. Returns the result measured against the input
+    (its arrays are the group's)."""
     geo = _Geometry(frame, whole)
     n = whole.samples
     user = (*frame.layout.lead, geo.h, geo.w) + ((3,) if frame.layout.rgb else ())
@@ -173,7 +176,14 @@ def write(
         for u, _ in geo.user_planes():
             for win in geo.windows():
                 std[geo.index(u) + win.slices()] = geo.spread(samples, u, win, scale)
-    return fitted(
+    error = None
+    if errors is not None:
+        kind = np.float64 if frame.dtype == np.float64 else np.float32  # as expected_error
+        error = new_array(group, "error", user, kind, geo.chunk)
+        for u, planes in geo.user_planes():
+            for win in geo.windows():
+                error[geo.index(u) + win.slices()] = geo.error_map(errors, image, u, planes, win)
+    result = fitted(
         image,
         err,
         sample_mse,
@@ -184,6 +194,8 @@ def write(
         samples=samples,
         std=std,
     )
+    result.error = error
+    return result
 
 
 class _Window:
@@ -275,6 +287,18 @@ class _Geometry:
         x = np.asarray(samples[(slice(None), *self.index(u), slice(y0, y1), slice(x0, x1))])
         std = local_spread(x[:, None], self.one, self.f, scale)[0]
         return std[win.y0 - y0 : win.y1 - y0, win.x0 - x0 : win.x1 - x0]
+
+    def error_map(
+        self, model: ErrorModel, image: Any, u: int, planes: list[int], win: _Window
+    ) -> np.ndarray:
+        """The expected error over ``win`` of user plane ``u``, from the written image and
+        the input (:data:`~napari_pulse.error_map.HALO` low-res pixels around it)."""
+        f = self.f
+        y0, y1, x0, x1 = self._around(win, HALO * f)  # whole low-res pixels: the window's
+        x = np.asarray(image[(*self.index(u), slice(y0, y1), slice(x0, x1))])
+        low = self.frame.planes[planes, :, y0 // f : y1 // f, x0 // f : x1 // f]
+        e = expected_error(model, self._frame, x[None], low)[0]
+        return e[win.y0 - y0 : win.y1 - y0, win.x0 - x0 : win.x1 - x0]
 
 
 class _Reader:

@@ -1,6 +1,7 @@
 """Writing a result where the commands put it: a TIFF set (OUT, then ``OUT_samples`` and
-``OUT_std`` with several samples), or one zarr group for large outputs, each with the same
-JSON metadata (parameters, fit quality, the input, the caveat), and each written atomically."""
+``OUT_std`` with several samples, and ``OUT_error`` where an expected-error model exists),
+or one zarr group for large outputs, each with the same JSON metadata (parameters, fit
+quality, the input, the caveat), and each written atomically."""
 
 from __future__ import annotations
 
@@ -30,15 +31,26 @@ ZARR_ATTR = "napari_pulse"
 
 
 def tiff_outputs(out: Path, samples: int) -> list[Path]:
-    """OUT, then (with several samples) its ``_samples`` and ``_std`` companions."""
-    if samples <= 1:
-        return [out]
-    return [out] + [out.with_name(f"{out.stem}_{kind}{out.suffix}") for kind in ("samples", "std")]
+    """OUT, then the companions it may have: ``_samples`` and ``_std`` (with several
+    samples), ``_error`` (the expected error, where a model for the generator exists)."""
+    kinds = ("samples", "std", "error") if samples > 1 else ("error",)
+    return [out] + [out.with_name(f"{out.stem}_{kind}{out.suffix}") for kind in kinds]
+
+
+def _companions(result: Result) -> dict[str, Any]:
+    """The result's arrays beside its image, by the name of their file or zarr array."""
+    arrays = {}
+    if result.samples is not None and result.std is not None:
+        arrays |= {"samples": result.samples, "std": result.std}
+    if result.error is not None:
+        arrays["error"] = result.error
+    return arrays
 
 
 def metadata(result: Result, source: Path, content: str, **extra: Any) -> dict[str, Any]:
     """What an output file records: the result's parameters and scores, its input, what it
-    holds (``image``, ``samples`` or ``std``) and the caveat; ``extra`` fields added."""
+    holds (``image``, ``samples``, ``std`` or ``error``) and the caveat; ``extra`` fields
+    added."""
     return {
         **result.params,
         "lr_psnr": result.lr_psnr,
@@ -57,21 +69,23 @@ def metadata(result: Result, source: Path, content: str, **extra: Any) -> dict[s
 
 
 def write_tiffs(result: Result, source: Path, outs: list[Path], **extra: Any) -> None:
-    """Companions first, OUT last: OUT existing means the whole set was written."""
-    if len(outs) == 3:
-        write_tiff_atomic(outs[1], result.samples, metadata(result, source, "samples", **extra))
-        write_tiff_atomic(outs[2], result.std, metadata(result, source, "std", **extra))
+    """Companions first, OUT last: OUT existing means the whole set was written. ``outs``
+    is :func:`tiff_outputs`; a companion the result lacks is not written."""
+    arrays = _companions(result)
+    for path in outs[1:]:
+        kind = path.stem.rsplit("_", 1)[1]
+        if kind in arrays:
+            write_tiff_atomic(path, arrays[kind], metadata(result, source, kind, **extra))
     write_tiff_atomic(outs[0], result.image, metadata(result, source, "image", **extra))
 
 
 def write_zarr(result: Result, source: Path, out: Path, **extra: Any) -> None:
     """One zarr group at ``out``: arrays ``image`` (and ``samples``, ``std`` with several
-    samples), chunked over the spatial axes, with the metadata in the group's
-    ``napari_pulse`` attribute. Written beside ``out`` under a temporary name and renamed
-    into place, so ``out`` is either absent, the old group or the whole new one."""
-    arrays = {"image": result.image}
-    if result.samples is not None and result.std is not None:
-        arrays |= {"samples": result.samples, "std": result.std}
+    samples, ``error`` where it exists), chunked over the spatial axes, with the metadata
+    in the group's ``napari_pulse`` attribute. Written beside ``out`` under a temporary
+    name and renamed into place, so ``out`` is either absent, the old group or the whole
+    new one."""
+    arrays = {"image": result.image, **_companions(result)}
     with atomic_group(out) as group:
         for name, array in arrays.items():
             array = np.ascontiguousarray(array)

@@ -74,7 +74,8 @@ def result_layers(
     colormap: Any = None,
     contrast_limits: Sequence[float] | None = None,
 ) -> list[tuple[np.ndarray, dict[str, Any], str]]:
-    """The result layer (and a ``... spread`` layer when there are several samples).
+    """The result layer, a ``... spread`` layer when there are several samples, and an
+    ``... expected error`` layer where the generator has an error model (both hidden).
 
     ``scale``/``translate`` are the source layer's (one entry per non-RGB axis);
     ``offset`` is where ``result.image`` starts in the source's data indices (e.g. the
@@ -105,24 +106,31 @@ def result_layers(
         metadata["domain_tiles"] = np.asarray(result.domain_tiles).tolist()
     meta = _image_meta(name, out_scale, out_translate, metadata, rgb, colormap, contrast_limits)
     layers = [(result.image, meta, "image")]
-    if result.std is not None:
-        std = np.asarray(result.std, dtype=np.float32)
+    maps = (
+        ("std", "spread", "local spread across samples (bright = invented)"),
+        ("error", "expected error", "expected error of the result (bright = likely wrong)"),
+    )
+    for attr, label, what in maps:
+        values = getattr(result, attr, None)
+        if values is None:
+            continue
+        values = np.asarray(values, dtype=np.float32)
         if rgb:
-            std = std.mean(axis=-1)
-        spread_meta = {
-            "name": f"{name} spread",
+            values = values.mean(axis=-1)
+        map_meta = {
+            "name": f"{name} {label}",
             "scale": out_scale,
             "translate": out_translate,
             "metadata": {
                 "napari_pulse": True,
                 "source": source_name,
-                "what": "local spread across samples (bright = invented)",
+                "what": what,
                 "params": dict(result.params),
             },
             "colormap": SPREAD_COLORMAP,
             "visible": False,  # shown on demand: on top, it would hide the result
         }
-        layers.append((std, spread_meta, "image"))
+        layers.append((values, map_meta, "image"))
     return layers
 
 

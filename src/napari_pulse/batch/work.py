@@ -30,7 +30,7 @@ from .. import __version__, blocks, pipeline, streamed
 from ..api import check_image
 from ..job import Job
 from ..options import Options, Setup
-from ..result import Frame, Result
+from ..result import Frame, Result, error_model
 from ..writing import (
     atomic_group,
     metadata,
@@ -255,7 +255,8 @@ def _finish_on_disk(
     for i, block in enumerate(parts):
         gather.add(block, block.units(whole.grid, len(whole.grid)), store.figures(i))
     with atomic_group(out) as group:
-        measured = streamed.write(group, frame, whole, parts, store, whole.cfg.eps)
+        errors = error_model(setup)
+        measured = streamed.write(group, frame, whole, parts, store, whole.cfg.eps, errors)
         state = gather.state()
         result = pipeline.finish(frame, whole, state, setup, rgb, stages, parts, measured)
         meta = metadata(result, spec.item.source, "image", batch_key=spec.key)
