@@ -129,12 +129,14 @@ def test_without_a_model_there_is_no_map():
 
 
 def test_the_command_writes_the_map_beside_the_result_and_the_viewer_gets_a_layer(
-    tiny_errors, tmp_path
+    tiny_errors, tmp_path, capsys
 ):
     src = tmp_path / "in.tif"
     tifffile.imwrite(src, np.random.default_rng(1).integers(0, 256, (8, 8), dtype=np.uint8))
     out = tmp_path / "up.tif"
-    assert cli.main(["upscale", str(src), "-o", str(out), *FAST]) == 0
+    assert cli.main(["upscale", str(src), "-o", str(out), *FAST[:-1]]) == 0
+    said = capsys.readouterr().out
+    assert "expected error: RMS" in said and "of the intensity range" in said
     error = tifffile.imread(tmp_path / "up_error.tif")
     assert error.shape == tifffile.imread(out).shape and error.dtype == np.float32
     assert read_tiff_metadata(tmp_path / "up_error.tif")["content"] == "error"

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from tqdm import tqdm
 
 from . import __version__, guide
@@ -25,6 +26,7 @@ from .events import Progress
 from .generators import available
 from .generators.files import FORMATS_HELP
 from .imageio import TIFF_SUFFIXES, read_image
+from .result import Result
 from .writing import CAVEAT, tiff_outputs, write_tiffs
 
 #: Bank sizes that ``--quick`` and ``--guide`` use when ``--bank`` is not given.
@@ -190,6 +192,8 @@ def _run_upscale(args: argparse.Namespace) -> int:
             f"{outs[0]}: {result.image.shape} {result.image.dtype}, "
             f"lr_psnr {result.lr_psnr:.2f} dB, success {result.success}, {elapsed:.1f} s"
         )
+        if result.error is not None:
+            print(expected_error_line(result, outs[-1]))
     if not result.success:
         print(
             f"{PROG}: warning: generator {result.params.get('generator')!r} could not explain "
@@ -202,6 +206,17 @@ def _run_upscale(args: argparse.Namespace) -> int:
     if result.params.get("encoder") is None and not args.quiet:
         print(no_encoder_hint(result.params), file=sys.stderr)
     return 0
+
+
+def expected_error_line(result: Result, where: Path) -> str:
+    """The expected error's RMS, in the image's units and as a share of its intensity
+    range, and the file that maps it."""
+    rms = float(np.sqrt(np.mean(np.square(result.error, dtype=np.float64))))
+    span = result.params["normalization"]["hi"] - result.params["normalization"]["lo"]
+    return (
+        f"expected error: RMS {rms:.4g} ({rms / span:.1%} of the intensity range), "
+        f"largest where {where.name} is bright"
+    )
 
 
 def no_encoder_hint(params: dict[str, Any]) -> str:
