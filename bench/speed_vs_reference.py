@@ -106,9 +106,8 @@ def run_ours(low: np.ndarray, opts: Options) -> dict:
     """
     n, cfg = len(low), opts.resolve(low.ndim == 4).cfg
     first, stage = (cfg.quick_wave(), "quick") if cfg.quick else (cfg, "search")
-    explore = first.batches(n, first.restarts)
-    refine = first.batches(n, first.n_keep)
-    explore_done = len(explore) * first.n_explore_steps
+    # the search numbers its batches over its rungs: the explore rung's, then the refine's
+    numbered = first.batches(n, first.restarts) + first.batches(n, first.n_keep)
     reached: list[float | None] = [None] * n
     t0 = time.perf_counter()
     at: dict[str, int] = {}
@@ -124,7 +123,9 @@ def run_ours(low: np.ndarray, opts: Options) -> dict:
             return
         if ev.stage != stage:
             return
-        for u in (explore if ev.done - start <= explore_done else refine)[ev.batch - 1]:
+        if ev.batch > len(numbered):  # a later chunk's: its inputs count with the whole run
+            return
+        for u in numbered[ev.batch - 1]:
             if reached[u] is None:
                 reached[u] = now
 

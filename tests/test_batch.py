@@ -302,9 +302,9 @@ def test_inputs_are_expanded_and_clashing_outputs_refused(tmp_path):
     twin.parent.mkdir()
     tifffile.imwrite(twin, _u8((8, 8), 0))
     with pytest.raises(ValueError, match="would both write field0.tif"):
-        plan_items([paths[0], twin], tmp_path / "out", 1)
+        plan_items([paths[0], twin], tmp_path / "out", ())
     with pytest.raises(ValueError, match="holds inputs"):
-        plan_items(paths, tmp_path / "in", 1)
+        plan_items(paths, tmp_path / "in", ())
     (tmp_path / "in" / ".field9.tif").write_bytes(b"macOS resource fork")
     assert expand([tmp_path / "in"]) == paths  # hidden files are not images
     (tmp_path / "empty").mkdir()

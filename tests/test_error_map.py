@@ -165,3 +165,35 @@ def test_evaluate_reports_how_well_the_map_ranks_and_sizes_the_error(tiny_errors
     row = ev.images[0].row
     assert -1 <= row["expected_error_spearman"] <= 1
     assert row["expected_error_rms"] > 0 and row["error_rms"] > 0
+
+
+def test_the_map_computed_in_bands_equals_the_map_computed_whole(monkeypatch):
+    image, low = _planes(4, h=20, w=6)
+    whole = tiny_error_model().map(image, low)
+    monkeypatch.setattr(error_map, "BAND", 8)  # 2 low-res rows a band, 3 of halo
+    assert np.array_equal(tiny_error_model().map(image, low), whole)
+
+
+def test_only_the_companions_a_result_can_have_are_claimed(tiny_errors, tmp_path):
+    from napari_pulse.options import Options
+    from napari_pulse.writing import companion_kinds
+
+    assert companion_kinds(Options(generator="tiny", factor=4)) == ("error",)
+    assert companion_kinds(Options(generator="tiny", factor=4, samples=2)) == (
+        "samples",
+        "std",
+        "error",
+    )
+    assert companion_kinds(Options(generator="tiny", factor=2)) == ()  # no model at x2
+    src = tmp_path / "in.tif"
+    tifffile.imwrite(src, np.zeros((8, 8), np.uint8))
+    (tmp_path / "up_error.tif").write_bytes(b"theirs")
+    args = ["upscale", str(src), "-o", str(tmp_path / "up.tif"), *FAST, "--factor", "2"]
+    assert cli.main(args) == 0  # x2 writes no map, so the file in the way is not in the way
+    assert (tmp_path / "up_error.tif").read_bytes() == b"theirs"
+
+
+def test_a_float64_image_of_huge_values_gets_a_finite_map(tiny_errors):
+    image = (np.random.default_rng(5).random((8, 8)) * 2 - 1) * 1e308
+    r = napari_pulse.upscale(image, **KW, normalization="minmax")
+    assert r.error.dtype == np.float64 and np.isfinite(r.error).all() and r.error.max() > 1e300

@@ -26,8 +26,9 @@ from .events import Progress
 from .generators import available
 from .generators.files import FORMATS_HELP
 from .imageio import TIFF_SUFFIXES, read_image
+from .options import Options
 from .result import Result
-from .writing import CAVEAT, tiff_outputs, write_tiffs
+from .writing import CAVEAT, companion_kinds, tiff_outputs, write_tiffs
 
 #: Bank sizes that ``--quick`` and ``--guide`` use when ``--bank`` is not given.
 QUICK_BANK = guide.QUICK_BANK
@@ -140,13 +141,13 @@ def _same_file(a: Path, b: Path) -> bool:
     return a.exists() and b.exists() and os.path.samefile(a, b)
 
 
-def _check_paths(args: argparse.Namespace) -> list[Path]:
+def _check_paths(args: argparse.Namespace, options: Options) -> list[Path]:
     if args.output.suffix.lower() not in TIFF_SUFFIXES:
         name = args.output.name
         raise UsageError(f"OUT must end in .tif or .tiff (results are TIFF), got {name!r}")
     if not args.input.exists():
         raise FileNotFoundError(f"input file not found: {args.input}")
-    outs = tiff_outputs(args.output, args.samples)
+    outs = tiff_outputs(args.output, companion_kinds(options))
     for out in outs:
         if _same_file(out, args.input):
             raise UsageError(f"refusing to write {out}: it is the input file")
@@ -179,13 +180,13 @@ def _progress_bar(quiet: bool) -> tuple[tqdm, Callable[[Progress], None]]:
 
 def _run_upscale(args: argparse.Namespace) -> int:
     options = options_from_args(args)
-    outs = _check_paths(args)
+    outs = _check_paths(args, options)
     image = read_image(args.input)
     start = time.perf_counter()
     bar, update = _progress_bar(args.quiet)
     with bar:
         result = upscale(image, options=options, progress=update)
-    write_tiffs(result, args.input, outs)
+    written = write_tiffs(result, args.input, outs)
     elapsed = time.perf_counter() - start
     if not args.quiet:
         print(
@@ -193,7 +194,7 @@ def _run_upscale(args: argparse.Namespace) -> int:
             f"lr_psnr {result.lr_psnr:.2f} dB, success {result.success}, {elapsed:.1f} s"
         )
         if result.error is not None:
-            print(expected_error_line(result, outs[-1]))
+            print(expected_error_line(result, written[-1]))
     if not result.success:
         print(
             f"{PROG}: warning: generator {result.params.get('generator')!r} could not explain "

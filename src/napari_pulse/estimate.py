@@ -79,7 +79,7 @@ def memory(job: Job, stages: list[Stage], units_at_once: int | None = None) -> i
     """Peak bytes of the job, by the tensors it holds: per unit its tile, live image,
     candidates (twice, while merging) and samples; one chunk of starts with their
     optimiser state; one batch's activations; the mosaics, and the result in float64
-    while it is cast. A job run in blocks holds the per-unit part for ``units_at_once``
+    while it is cast, and its expected-error map. A job run in blocks holds the per-unit part for ``units_at_once``
     units (and a few numbers for every unit)."""
     cfg, render = job.cfg, job.render
     image = 4 * render.channels * math.prod(render.crop)
@@ -89,7 +89,9 @@ def memory(job: Job, stages: list[Stage], units_at_once: int | None = None) -> i
     chunk = min(cfg.chunk_units(), job.n_units) * cfg.restarts * (4 * start_bytes(job))
     batch = cfg.batch_size * ACTIVATION_BYTES * math.prod(job.render.g.resolution)
     pixels = job.n_planes * job.lr_tiles.shape[1] * math.prod(job.planes.shape[-2:])
-    out = pixels * job.grid.factor**2 * job.samples * (4 * 3 + 8 * 2)
+    # the samples cast (float32, float64); then the expected-error map (float64 twice,
+    # float32; napari_pulse.error_map), where the generator has one
+    out = pixels * job.grid.factor**2 * (job.samples * (4 * 3 + 8 * 2) + 8 * 2 + 4)
     held = job.n_units if units_at_once is None else min(job.n_units, 2 * units_at_once)
     every = job.n_units * (4 * job.lr_tiles[0].numel() + 64)  # tiles, scores and passes
     return int(held * per_unit + every + chunk + batch + out)

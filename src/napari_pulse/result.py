@@ -142,8 +142,7 @@ def expected_error(
     layout, intensity = frame.layout, frame.intensity
     unit = layout.to_planes(intensity.to_unit(image))
     e = model.map(unit, frame.planes if low is None else low)
-    span = (intensity.hi / 2 - intensity.lo / 2) * 2
-    out = layout.from_planes(e[:, None])[0] * span
+    out = layout.from_planes(e[:, None])[0] * (intensity.hi / 2 - intensity.lo / 2) * 2
     return out.astype(np.float64 if frame.dtype == np.float64 else np.float32)
 
 

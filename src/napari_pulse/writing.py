@@ -16,7 +16,10 @@ from typing import Any
 
 import numpy as np
 
+from . import error_map
+from .generators import default_for, load
 from .imageio import read_tiff_metadata, write_tiff_atomic
+from .options import Options
 from .result import Result
 
 CAVEAT = (
@@ -30,10 +33,24 @@ ZARR_CHUNK = 1024
 ZARR_ATTR = "napari_pulse"
 
 
-def tiff_outputs(out: Path, samples: int) -> list[Path]:
-    """OUT, then the companions it may have: ``_samples`` and ``_std`` (with several
-    samples), ``_error`` (the expected error, where a model for the generator exists)."""
-    kinds = ("samples", "std", "error") if samples > 1 else ("error",)
+def companion_kinds(options: Options) -> tuple[str, ...]:
+    """The companions an upscale with ``options`` may write beside OUT: ``samples`` and
+    ``std`` with several samples; ``error`` where its generator (when none is named, the
+    default for either kind of image) has an expected-error model at its factor and
+    operator (:mod:`napari_pulse.error_map`)."""
+    kinds = ("samples", "std") if options.samples > 1 else ()
+    names = (
+        [options.generator] if options.generator is not None else [default_for(c) for c in (1, 3)]
+    )
+    for g in names:
+        gen = load(g) if isinstance(g, str | os.PathLike) else g
+        if error_map.find(gen, int(options.factor), options.degradation, options.sigma):
+            return (*kinds, "error")
+    return kinds
+
+
+def tiff_outputs(out: Path, kinds: tuple[str, ...]) -> list[Path]:
+    """OUT, then its companions of ``kinds`` (:func:`companion_kinds`): ``OUT_<kind>``."""
     return [out] + [out.with_name(f"{out.stem}_{kind}{out.suffix}") for kind in kinds]
 
 
@@ -68,15 +85,18 @@ def metadata(result: Result, source: Path, content: str, **extra: Any) -> dict[s
     }
 
 
-def write_tiffs(result: Result, source: Path, outs: list[Path], **extra: Any) -> None:
+def write_tiffs(result: Result, source: Path, outs: list[Path], **extra: Any) -> list[Path]:
     """Companions first, OUT last: OUT existing means the whole set was written. ``outs``
-    is :func:`tiff_outputs`; a companion the result lacks is not written."""
-    arrays = _companions(result)
+    is :func:`tiff_outputs`; a companion the result lacks is not written. Returns the
+    paths written, OUT first."""
+    arrays, written = _companions(result), [outs[0]]
     for path in outs[1:]:
         kind = path.stem.rsplit("_", 1)[1]
         if kind in arrays:
             write_tiff_atomic(path, arrays[kind], metadata(result, source, kind, **extra))
+            written.append(path)
     write_tiff_atomic(outs[0], result.image, metadata(result, source, "image", **extra))
+    return written
 
 
 def write_zarr(result: Result, source: Path, out: Path, **extra: Any) -> None:

@@ -50,12 +50,14 @@ class Item:
     def zarr_out(self) -> Path:
         return self.outdir / f"{self.stem}.zarr"
 
-    def tiff_outs(self, samples: int) -> list[Path]:
-        return tiff_outputs(self.outdir / f"{self.stem}.tif", samples)
+    def tiff_outs(self, kinds: tuple[str, ...]) -> list[Path]:
+        """The TIFF set with companions of ``kinds`` (:func:`~napari_pulse.writing.
+        companion_kinds`)."""
+        return tiff_outputs(self.outdir / f"{self.stem}.tif", kinds)
 
-    def outputs(self, samples: int) -> list[Path]:
+    def outputs(self, kinds: tuple[str, ...]) -> list[Path]:
         """Every path this input may write."""
-        return [*self.tiff_outs(samples), self.zarr_out]
+        return [*self.tiff_outs(kinds), self.zarr_out]
 
 
 def expand(inputs: Iterable[str | os.PathLike[str]]) -> list[Path]:
@@ -96,7 +98,7 @@ def expand(inputs: Iterable[str | os.PathLike[str]]) -> list[Path]:
     return out
 
 
-def plan_items(paths: list[Path], outdir: Path, samples: int) -> list[Item]:
+def plan_items(paths: list[Path], outdir: Path, kinds: tuple[str, ...]) -> list[Item]:
     """The items of ``paths``; refuses two inputs that would write the same output, an
     output that is an input, and an OUTDIR that holds inputs (a rerun would take the
     outputs for inputs)."""
@@ -106,7 +108,7 @@ def plan_items(paths: list[Path], outdir: Path, samples: int) -> list[Item]:
     if any(p.parent == outdir.resolve() for p in inputs):
         raise ValueError(f"OUTDIR {outdir} holds inputs; choose another folder for the outputs")
     for item in items:
-        for out in item.outputs(samples):
+        for out in item.outputs(kinds):
             key = out.resolve()
             if key in inputs:
                 raise ValueError(f"refusing to write {out}: it is an input; choose another OUTDIR")

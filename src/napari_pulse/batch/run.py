@@ -19,7 +19,7 @@ from ..events import BatchProgress
 from ..generators import DomainGenerator, load
 from ..generators.registry import file_of
 from ..options import Options, merged, pick_device
-from ..writing import read_metadata
+from ..writing import companion_kinds, read_metadata
 from . import work
 from .cluster import SCHEDULER_ENV, Cluster, connect, wrap
 from .inputs import Item, expand, plan_items
@@ -41,8 +41,8 @@ def batch(
     """Upscale every input (files, globs, folders of TIFF/PNG/JPEG, multi-page TIFFs, zarr
     and OME-Zarr arrays) into ``outdir``, on a Dask cluster, and return the report.
 
-    Each input goes to ``outdir/<stem>.tif`` (with ``_samples``/``_std`` companions, as the
-    ``upscale`` command writes them), or to ``outdir/<stem>.zarr`` when the input is zarr
+    Each input goes to ``outdir/<stem>.tif`` (with ``_samples``, ``_std`` and ``_error``
+    companions, as ``upscale`` writes them), or to ``outdir/<stem>.zarr`` when the input is zarr
     or has more than 2048 tiles x planes; the pixels are ``upscale``'s on the same input and
     options (bit for bit on CPU with the same torch threads, up to float rounding on a busy
     machine; see the README's "Many images"). ``options`` and ``settings`` are those of
@@ -60,7 +60,7 @@ def batch(
     out = Path(outdir).resolve()  # workers elsewhere have their own working directories
     if out.exists() and not out.is_dir():
         raise ValueError(f"OUTDIR is not a folder: {out}")
-    items = plan_items(expand(inputs), out, opts.samples)
+    items = plan_items(expand(inputs), out, companion_kinds(opts))
     out.mkdir(parents=True, exist_ok=True)
     report = Report(out)
     specs = _todo(items, opts, overwrite, report)
@@ -144,7 +144,7 @@ def batch_key(item: Item, options: Options) -> str:
 def _todo(items: list[Item], opts: Options, overwrite: bool, report: Report) -> list[work.Spec]:
     """The inputs that need work; the rest are entered as skipped (complete) or failed
     (an output is in the way)."""
-    specs = []
+    specs, kinds = [], companion_kinds(opts)
     for item in items:
         entry = report.entry(item.source)
         try:
@@ -152,8 +152,8 @@ def _todo(items: list[Item], opts: Options, overwrite: bool, report: Report) -> 
         except OSError as exc:
             _fail(entry, exc)
             continue
-        mains = [item.tiff_outs(opts.samples)[0], item.zarr_out]
-        found = {p: read_metadata(p) for p in item.outputs(opts.samples) if p.exists()}
+        mains = [item.tiff_outs(kinds)[0], item.zarr_out]
+        found = {p: read_metadata(p) for p in item.outputs(kinds) if p.exists()}
         ours = {p for p, meta in found.items() if meta is not None and meta.get("batch_key") == key}
         done = [p for p in mains if p in ours]  # a TIFF set's main file is written last
         if done:
@@ -171,7 +171,7 @@ def _todo(items: list[Item], opts: Options, overwrite: bool, report: Report) -> 
                 "pass --overwrite (overwrite=True) to replace it, or choose another OUTDIR"
             )
             continue
-        _sweep(item, opts.samples)
+        _sweep(item, kinds)
         specs.append(work.Spec.of(item, opts, key))
     return specs
 
@@ -184,9 +184,9 @@ def _number(value: Any) -> float | None:
         return None
 
 
-def _sweep(item: Item, samples: int) -> None:
+def _sweep(item: Item, kinds: tuple[str, ...]) -> None:
     """Remove what an interrupted write of this input's outputs left under temporary names."""
-    for out in item.outputs(samples):
+    for out in item.outputs(kinds):
         for left in out.parent.glob(f".{glob.escape(out.name)}.*"):
             if left.suffix in (".tmp", ".old"):
                 shutil.rmtree(left) if left.is_dir() else left.unlink(missing_ok=True)

@@ -33,6 +33,7 @@ from ..options import Options, Setup
 from ..result import Frame, Result, error_model
 from ..writing import (
     atomic_group,
+    companion_kinds,
     metadata,
     read_metadata,
     set_metadata,
@@ -309,9 +310,8 @@ def _write(spec: Spec, result: Result, zarr: bool) -> list[Path]:
     if zarr:
         write_zarr(result, item.source, item.zarr_out, **extra)
         return [item.zarr_out]
-    outs = item.tiff_outs(spec.options.samples)
-    write_tiffs(result, item.source, outs, **extra)
-    return outs
+    outs = item.tiff_outs(companion_kinds(spec.options))
+    return write_tiffs(result, item.source, outs, **extra)
 
 
 def _done(result: Result, outs: list[Path], planes: int, n_blocks: int, t0: float) -> Done:
