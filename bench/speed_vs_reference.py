@@ -211,8 +211,9 @@ def main() -> None:
     ratio = t_ref / ours["to_eps"]
     report("speed ratio (reference time / ours, until eps)", ratio=ratio)
     report("speed ratio (reference time / ours, whole search)", ratio=t_ref / ours["wall"])
-    met = n_ours >= n_ref and ratio >= 5
-    print(f"target (at least as many at eps, >= 5x faster): {'met' if met else 'NOT met'}")
+    want = 5 if args.real else 10  # the targets: real faces, generator images
+    met = n_ours >= n_ref and ratio >= want
+    print(f"target (at least as many at eps, >= {want}x faster): {'met' if met else 'NOT met'}")
 
 
 if __name__ == "__main__":
