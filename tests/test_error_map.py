@@ -197,3 +197,19 @@ def test_a_float64_image_of_huge_values_gets_a_finite_map(tiny_errors):
     image = (np.random.default_rng(5).random((8, 8)) * 2 - 1) * 1e308
     r = napari_pulse.upscale(image, **KW, normalization="minmax")
     assert r.error.dtype == np.float64 and np.isfinite(r.error).all() and r.error.max() > 1e300
+
+
+def test_an_unloadable_default_generator_claims_no_companion(monkeypatch):
+    from napari_pulse import writing
+    from napari_pulse.options import Options
+
+    real = writing.load
+
+    def without_faces(name):
+        if name == "faces-dcgan64":  # as where the face weights are not installed
+            raise FileNotFoundError("no face weights")
+        return real(name)
+
+    monkeypatch.setattr(writing, "load", without_faces)
+    assert writing.companion_kinds(Options(factor=4)) == ("error",)  # nuclei's model
+    assert writing.companion_kinds(Options(factor=8)) == ()

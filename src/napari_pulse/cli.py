@@ -213,9 +213,10 @@ def expected_error_line(result: Result, where: Path) -> str:
     """The expected error's RMS, in the image's units and as a share of its intensity
     range, and the file that maps it."""
     rms = float(np.sqrt(np.mean(np.square(result.error, dtype=np.float64))))
-    span = result.params["normalization"]["hi"] - result.params["normalization"]["lo"]
+    lo, hi = result.params["normalization"]["lo"], result.params["normalization"]["hi"]
+    share = rms / 2 / (hi / 2 - lo / 2)  # halves: no overflow between huge values
     return (
-        f"expected error: RMS {rms:.4g} ({rms / span:.1%} of the intensity range), "
+        f"expected error: RMS {rms:.4g} ({share:.1%} of the intensity range), "
         f"largest where {where.name} is bright"
     )
 

@@ -79,8 +79,8 @@ def memory(job: Job, stages: list[Stage], units_at_once: int | None = None) -> i
     """Peak bytes of the job, by the tensors it holds: per unit its tile, live image,
     candidates (twice, while merging) and samples; one chunk of starts with their
     optimiser state; one batch's activations; the mosaics, and the result in float64
-    while it is cast, and its expected-error map. A job run in blocks holds the per-unit part for ``units_at_once``
-    units (and a few numbers for every unit)."""
+    while it is cast, and its expected-error map. A job run in blocks holds the per-unit
+    part for ``units_at_once`` units (and a few numbers for every unit)."""
     cfg, render = job.cfg, job.render
     image = 4 * render.channels * math.prod(render.crop)
     one = start_bytes(job) + image

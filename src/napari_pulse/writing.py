@@ -43,7 +43,10 @@ def companion_kinds(options: Options) -> tuple[str, ...]:
         [options.generator] if options.generator is not None else [default_for(c) for c in (1, 3)]
     )
     for g in names:
-        gen = load(g) if isinstance(g, str | os.PathLike) else g
+        try:
+            gen = load(g) if isinstance(g, str | os.PathLike) else g
+        except Exception:  # noqa: BLE001 - not installed or unreadable: upscale will say so
+            continue
         if error_map.find(gen, int(options.factor), options.degradation, options.sigma):
             return (*kinds, "error")
     return kinds
