@@ -92,6 +92,25 @@ def test_upscale_adds_a_layer_that_overlays_the_source(make_napari_viewer, qtbot
     np.testing.assert_allclose(spread.translate, out.translate)
 
 
+def test_the_expected_error_layer_overlays_the_result(
+    make_napari_viewer, qtbot, errors, tiny_errors
+):
+    viewer = make_napari_viewer()
+    widget = open_widget(viewer)
+    data = np.random.default_rng(4).integers(0, 255, (6, 10), dtype=np.uint8)
+    viewer.add_image(data, name="cells", scale=(0.5, 0.25))
+    run(qtbot, widget, factor=4, **FAST)
+    assert errors == []
+    names = [layer.name for layer in viewer.layers]
+    assert names == ["cells", "cells x4 (tiny)", "cells x4 (tiny) expected error"]
+    out, error = viewer.layers["cells x4 (tiny)"], viewer.layers["cells x4 (tiny) expected error"]
+    assert error.data.shape == out.data.shape and not error.visible
+    np.testing.assert_allclose(error.scale, out.scale)
+    np.testing.assert_allclose(error.translate, out.translate)
+    assert error.metadata["params"]["error_map"] == tiny_errors.name
+    assert error.data.max() > error.data.min() >= 0  # a map, not a constant
+
+
 def test_a_stack_upscales_the_plane_on_screen_or_all_planes(make_napari_viewer, qtbot, errors):
     viewer = make_napari_viewer()
     widget = open_widget(viewer)
