@@ -8,7 +8,10 @@ upscales the field (``--sizes``: low-res sides, the centre of the same region) x
 generator passes per tile (median), lr_psnr and PSNR/SSIM against the truth, and the
 image-border and seam figures of ``seams.border_steps`` (beside the truth's at the same lines).
 
-    python bench/presets.py [--sizes 256 64] [--presets fast balanced best]
+    python bench/presets.py [--sizes 256 64] [--presets fast balanced best] [--bundled]
+
+With ``--bundled``, the bundled sample (``data/nuclei_lr.png``, the README's main command's
+input; no truth, so no PSNR/SSIM) instead of the field.
 """
 
 from __future__ import annotations
@@ -29,8 +32,12 @@ def main() -> None:
     p.set_defaults(threads=2)
     p.add_argument("--sizes", type=int, nargs="+", default=[256, 64])
     p.add_argument("--presets", nargs="+", default=list(PRESETS), choices=list(PRESETS))
+    p.add_argument("--bundled", action="store_true", help="the bundled sample instead")
     args = p.parse_args()
     begin(args)
+    if args.bundled:
+        bundled(args.presets)
+        return
     for size in args.sizes:
         truth, low = field(size)
         for name in args.presets:
@@ -50,6 +57,29 @@ def main() -> None:
                 ssim=f"{ssim(x, truth):.3f}",
                 **border_steps(r.image, r.params["tiles"], 4, truth * 255),
             )
+
+
+def bundled(presets: list[str]) -> None:
+    """Each preset on the bundled sample: time, fit, and the frame and seam figures."""
+    from pathlib import Path
+
+    from napari_pulse._widget.widget import PRESETS
+    from napari_pulse.imageio import read_image
+
+    low = read_image(Path(napari_pulse.__file__).parent / "data" / "nuclei_lr.png")
+    for name in presets:
+        steps, restarts = PRESETS[name]
+        seconds, r = timed(
+            napari_pulse.upscale, low, generator="nuclei", factor=4, steps=steps,
+            restarts=restarts,
+        )  # fmt: skip
+        report(
+            f"bundled sample {low.shape[0]}x{low.shape[1]}, {name}",
+            seconds=seconds,
+            tiles_at_eps=f"{int(r.success_tiles.sum())}/{r.success_tiles.size}",
+            lr_psnr_db=r.lr_psnr,
+            **border_steps(r.image, r.params["tiles"], 4),
+        )
 
 
 if __name__ == "__main__":
