@@ -113,6 +113,9 @@ def test_every_result_carries_the_map_in_its_units(tiny_errors, dtype):
     r = napari_pulse.upscale(image, **KW, normalization="minmax")
     assert r.error.shape == r.image.shape and r.error.dtype == np.float32
     assert r.params["error_map"] == tiny_errors.name
+    rms, share = r.expected_rms()
+    assert rms == pytest.approx(float(np.sqrt(np.mean(r.error.astype(np.float64) ** 2))))
+    assert share == pytest.approx(rms / (r.params["normalization"]["hi"] - lo_of(r)))
     lo, hi = float(image.min()), float(image.max())
     from napari_pulse.intensity import fit_intensity
 
@@ -123,9 +126,13 @@ def test_every_result_carries_the_map_in_its_units(tiny_errors, dtype):
     np.testing.assert_allclose(r.error, want, rtol=1e-4, atol=1e-6 * (hi - lo))
 
 
+def lo_of(r) -> float:
+    return r.params["normalization"]["lo"]
+
+
 def test_without_a_model_there_is_no_map():
     r = napari_pulse.upscale(np.zeros((8, 8), np.uint8), **KW)
-    assert r.error is None and r.params["error_map"] is None
+    assert r.error is None and r.params["error_map"] is None and r.expected_rms() is None
 
 
 def test_the_command_writes_the_map_beside_the_result_and_the_viewer_gets_a_layer(

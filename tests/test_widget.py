@@ -109,6 +109,7 @@ def test_the_expected_error_layer_overlays_the_result(
     np.testing.assert_allclose(error.translate, out.translate)
     assert error.metadata["params"]["error_map"] == tiny_errors.name
     assert error.data.max() > error.data.min() >= 0  # a map, not a constant
+    assert "expected error" in widget.status.value and "of the range" in widget.status.value
 
 
 def test_a_stack_upscales_the_plane_on_screen_or_all_planes(make_napari_viewer, qtbot, errors):

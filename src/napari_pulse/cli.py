@@ -11,7 +11,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from tqdm import tqdm
 
 from . import __version__, guide
@@ -212,9 +211,7 @@ def _run_upscale(args: argparse.Namespace) -> int:
 def expected_error_line(result: Result, where: Path) -> str:
     """The expected error's RMS, in the image's units and as a share of its intensity
     range, and the file that maps it."""
-    rms = float(np.sqrt(np.mean(np.square(result.error, dtype=np.float64))))
-    lo, hi = result.params["normalization"]["lo"], result.params["normalization"]["hi"]
-    share = rms / 2 / (hi / 2 - lo / 2)  # halves: no overflow between huge values
+    rms, share = result.expected_rms()
     return (
         f"expected error: RMS {rms:.4g} ({share:.1%} of the intensity range), "
         f"largest where {where.name} is bright"

@@ -78,6 +78,15 @@ class Result:
         )
         return [m for m in found if m]
 
+    def expected_rms(self) -> tuple[float, float] | None:
+        """The expected error's RMS over the image, in its units and as a share of the
+        intensity range the input was brought to [0, 1] with; None without a map."""
+        if self.error is None:
+            return None
+        rms = float(np.sqrt(np.mean(np.square(self.error, dtype=np.float64))))
+        norm = self.params.get("normalization") or {"lo": 0.0, "hi": 1.0}
+        return rms, rms / 2 / (norm["hi"] / 2 - norm["lo"] / 2)  # halves: no overflow
+
     @property
     def mean(self) -> np.ndarray:
         """The mean of the samples (a higher-fidelity, blurrier estimate), as float32

@@ -503,6 +503,9 @@ class UpscaleWidget(Container):
         added = [self.viewer.add_image(data, **meta) for data, meta, _ in tuples]
         self.viewer.layers.selection.active = added[0]
         msg = f"{added[0].name}: low-res PSNR {result.lr_psnr:.1f} dB"
+        expected = result.expected_rms() if hasattr(result, "expected_rms") else None
+        if expected is not None:
+            msg += f", expected error {expected[1]:.1%} of the range (its expected-error layer)"
         self.status.value = msg
         if result.success:
             show_info(msg)
