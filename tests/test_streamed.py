@@ -93,6 +93,11 @@ def test_a_large_output_equals_upscale_written_window_by_window(
     assert meta["sample_lr_psnr"] == pytest.approx(want.sample_lr_psnr, abs=1e-4)
     assert meta["blocks"] == want.params["blocks"] and meta["batch_key"] == spec.key
     assert done.lr_psnr == want.lr_psnr and done.success == want.success
+    if want.error is not None:  # its RMS measured window by window, as a share of the range
+        assert done.expected_error == pytest.approx(want.expected_rms()[1], rel=1e-6)
+        assert meta["expected_error"] == pytest.approx(want.expected_rms()[1], rel=1e-6)
+    else:
+        assert done.expected_error is None and meta["expected_error"] is None
     assert not work.store_of(spec).folder.exists()  # the saved blocks go once written
 
 

@@ -64,6 +64,7 @@ class Result:
     domain_score: float | None = None
     domain_tiles: np.ndarray | None = None
     error: np.ndarray | None = None
+    error_rms: float | None = None  # the RMS of ``error`` (measured where it is made)
 
     def warnings(self) -> list[str]:
         """What the user should be told about this result beyond its fit: a foreign image
@@ -83,7 +84,9 @@ class Result:
         intensity range the input was brought to [0, 1] with; None without a map."""
         if self.error is None:
             return None
-        rms = float(np.sqrt(np.mean(np.square(self.error, dtype=np.float64))))
+        rms = self.error_rms
+        if rms is None:  # never a whole zarr array: streamed results carry their figure
+            rms = float(np.sqrt(np.mean(np.square(np.asarray(self.error), dtype=np.float64))))
         norm = self.params.get("normalization") or {"lo": 0.0, "hi": 1.0}
         return rms, rms / 2 / (norm["hi"] / 2 - norm["lo"] / 2)  # halves: no overflow
 
@@ -129,6 +132,8 @@ def assemble(frame: Frame, job: Job, state: State, setup: Setup, rgb: bool) -> R
     mosaics = job.crop(state.mosaics.detach().cpu().view(p, n, c, h * f, w * f)).numpy()
     result = _measure(frame, mosaics, job.degrade, job.grid, job.cfg.eps, job.real_box)
     result.error = expected_error(error_model(setup), frame, result.image)
+    if result.error is not None:
+        result.error_rms = float(np.sqrt(np.mean(np.square(result.error, dtype=np.float64))))
     return score(result, frame, job, state, setup, rgb)
 
 

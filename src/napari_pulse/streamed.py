@@ -176,13 +176,15 @@ def write(
         for u, _ in geo.user_planes():
             for win in geo.windows():
                 std[geo.index(u) + win.slices()] = geo.spread(samples, u, win, scale)
-    error = None
+    error, squares = None, 0.0
     if errors is not None:
         kind = np.float64 if frame.dtype == np.float64 else np.float32  # as expected_error
         error = new_array(group, "error", user, kind, geo.chunk)
         for u, planes in geo.user_planes():
             for win in geo.windows():
-                error[geo.index(u) + win.slices()] = geo.error_map(errors, image, u, planes, win)
+                e = geo.error_map(errors, image, u, planes, win)
+                error[geo.index(u) + win.slices()] = e
+                squares += float(np.square(e, dtype=np.float64).sum())
     result = fitted(
         image,
         err,
@@ -195,6 +197,8 @@ def write(
         std=std,
     )
     result.error = error
+    if error is not None:
+        result.error_rms = math.sqrt(squares / error.size)
     return result
 
 

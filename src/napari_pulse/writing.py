@@ -80,6 +80,7 @@ def metadata(result: Result, source: Path, content: str, **extra: Any) -> dict[s
         "ood_score": result.ood_score,
         "atypicality": result.atypicality,
         "in_domain": result.in_domain,
+        "expected_error": None if result.error is None else result.expected_rms()[1],
         "domain_score": result.domain_score,
         "input": str(source.resolve()),
         "content": content,

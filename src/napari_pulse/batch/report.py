@@ -18,7 +18,8 @@ class Entry:
     """One input: ``done``, ``skipped`` (its outputs were complete), ``failed`` (with the
     error) or ``pending`` (not reached: the batch was interrupted). ``blocks_saved``: of a
     large input's blocks, those an earlier run had finished and this one did not search
-    again."""
+    again. ``expected_error``: the expected error's RMS as a share of the intensity range
+    (:meth:`~napari_pulse.result.Result.expected_rms`; None without an error model)."""
 
     input: str
     status: str = "pending"
@@ -26,6 +27,7 @@ class Entry:
     lr_psnr: float | None = None
     success: bool | None = None
     in_domain: bool | None = None
+    expected_error: float | None = None
     planes: int | None = None
     blocks: int | None = None
     blocks_saved: int | None = None

@@ -161,6 +161,7 @@ def _todo(items: list[Item], opts: Options, overwrite: bool, report: Report) -> 
             entry.status, entry.outputs = "skipped", [str(p) for p in found if p in ours]
             entry.lr_psnr, entry.success = _number(meta.get("lr_psnr")), meta.get("success")
             entry.in_domain = meta.get("in_domain")
+            entry.expected_error = _number(meta.get("expected_error"))
             shutil.rmtree(work.parts_folder(item), ignore_errors=True)  # left by a crash
             continue
         others = [p for p in found if p not in ours]
@@ -271,7 +272,7 @@ def _run(
             entry.status, entry.outputs = "done", value.outputs
             entry.seconds = (entry.seconds or 0.0) + value.seconds
             entry.lr_psnr, entry.success = value.lr_psnr, value.success
-            entry.in_domain = value.in_domain
+            entry.in_domain, entry.expected_error = value.in_domain, value.expected_error
             entry.planes, entry.blocks = value.planes, value.blocks
             counts["planes"] += value.planes
             emit(entry)

@@ -76,6 +76,7 @@ class Done:
     success: bool
     seconds: float
     in_domain: bool | None = None  # None: no domain model for the generator and factor
+    expected_error: float | None = None  # share of the range; None: no error model
 
 
 @dataclass(frozen=True)
@@ -232,7 +233,14 @@ def _written(spec: Spec, planes: int, n_blocks: int) -> Done | None:
         return None
     lr_psnr, success = float(meta["lr_psnr"]), bool(meta["success"])
     return Done(
-        [str(spec.item.zarr_out)], planes, n_blocks, lr_psnr, success, 0.0, meta.get("in_domain")
+        [str(spec.item.zarr_out)],
+        planes,
+        n_blocks,
+        lr_psnr,
+        success,
+        0.0,
+        meta.get("in_domain"),
+        meta.get("expected_error"),
     )
 
 
@@ -323,4 +331,5 @@ def _done(result: Result, outs: list[Path], planes: int, n_blocks: int, t0: floa
         bool(result.success),
         time.perf_counter() - t0,
         result.in_domain,
+        None if result.error is None else result.expected_rms()[1],
     )
