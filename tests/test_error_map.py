@@ -204,6 +204,8 @@ def test_a_float64_image_of_huge_values_gets_a_finite_map(tiny_errors):
     image = (np.random.default_rng(5).random((8, 8)) * 2 - 1) * 1e308
     r = napari_pulse.upscale(image, **KW, normalization="minmax")
     assert r.error.dtype == np.float64 and np.isfinite(r.error).all() and r.error.max() > 1e300
+    rms, share = r.expected_rms()
+    assert np.isfinite(rms) and rms > 1e300 and 0 < share < 1
 
 
 def test_an_unloadable_default_generator_claims_no_companion(monkeypatch):

@@ -84,11 +84,12 @@ class Result:
         intensity range the input was brought to [0, 1] with; None without a map."""
         if self.error is None:
             return None
+        norm = self.params.get("normalization") or {"lo": 0.0, "hi": 1.0}
+        half = norm["hi"] / 2 - norm["lo"] / 2  # halves: no overflow between huge values
         rms = self.error_rms
         if rms is None:  # never a whole zarr array: streamed results carry their figure
-            rms = float(np.sqrt(np.mean(np.square(np.asarray(self.error), dtype=np.float64))))
-        norm = self.params.get("normalization") or {"lo": 0.0, "hi": 1.0}
-        return rms, rms / 2 / (norm["hi"] / 2 - norm["lo"] / 2)  # halves: no overflow
+            rms = math.sqrt(squares(self.error, half) / np.size(self.error)) * half
+        return rms, rms / 2 / half
 
     @property
     def mean(self) -> np.ndarray:
@@ -133,8 +134,20 @@ def assemble(frame: Frame, job: Job, state: State, setup: Setup, rgb: bool) -> R
     result = _measure(frame, mosaics, job.degrade, job.grid, job.cfg.eps, job.real_box)
     result.error = expected_error(error_model(setup), frame, result.image)
     if result.error is not None:
-        result.error_rms = float(np.sqrt(np.mean(np.square(result.error, dtype=np.float64))))
+        half = half_span(frame.intensity)
+        result.error_rms = math.sqrt(squares(result.error, half) / result.error.size) * half
     return score(result, frame, job, state, setup, rgb)
+
+
+def half_span(intensity: Intensity) -> float:
+    """Half the input's intensity range (halves: no overflow between huge values)."""
+    return intensity.hi / 2 - intensity.lo / 2
+
+
+def squares(error: np.ndarray, half: float) -> float:
+    """The sum of ``(error / half)**2`` in float64: an expected error is a fraction of the
+    range, so this never overflows, whatever the units."""
+    return float(np.square(np.asarray(error, dtype=np.float64) / half).sum())
 
 
 def error_model(setup: Setup) -> ErrorModel | None:
@@ -156,7 +169,7 @@ def expected_error(
     layout, intensity = frame.layout, frame.intensity
     unit = layout.to_planes(intensity.to_unit(image))
     e = model.map(unit, frame.planes if low is None else low)
-    out = layout.from_planes(e[:, None])[0] * (intensity.hi / 2 - intensity.lo / 2) * 2
+    out = layout.from_planes(e[:, None])[0] * half_span(intensity) * 2
     return out.astype(np.float64 if frame.dtype == np.float64 else np.float32)
 
 

@@ -33,7 +33,16 @@ from .blocks import Block, Outcome, ramps
 from .error_map import HALO, ErrorModel
 from .imageio import write_atomic
 from .job import Job
-from .result import SPREAD_SIGMA, Frame, Result, expected_error, fitted, local_spread
+from .result import (
+    SPREAD_SIGMA,
+    Frame,
+    Result,
+    expected_error,
+    fitted,
+    half_span,
+    local_spread,
+    squares,
+)
 from .writing import ZARR_CHUNK, new_array
 
 #: Block files a window's reads keep open (memory maps).
@@ -176,7 +185,7 @@ def write(
         for u, _ in geo.user_planes():
             for win in geo.windows():
                 std[geo.index(u) + win.slices()] = geo.spread(samples, u, win, scale)
-    error, squares = None, 0.0
+    error, total, half = None, 0.0, half_span(frame.intensity)
     if errors is not None:
         kind = np.float64 if frame.dtype == np.float64 else np.float32  # as expected_error
         error = new_array(group, "error", user, kind, geo.chunk)
@@ -184,7 +193,7 @@ def write(
             for win in geo.windows():
                 e = geo.error_map(errors, image, u, planes, win)
                 error[geo.index(u) + win.slices()] = e
-                squares += float(np.square(e, dtype=np.float64).sum())
+                total += squares(e, half)
     result = fitted(
         image,
         err,
@@ -198,7 +207,7 @@ def write(
     )
     result.error = error
     if error is not None:
-        result.error_rms = math.sqrt(squares / error.size)
+        result.error_rms = math.sqrt(total / error.size) * half
     return result
 
 
