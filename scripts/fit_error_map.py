@@ -4,7 +4,8 @@ Data: BBBC038's training split in ``../shared/data/nuclei`` (the same 10% of fil
 as for the generator, its encoder and its domain model, by a hash of the file name). One
 128x128 region (drawn by the generator card's crop rule) from each of 20 training files
 drawn with seed 0, upscaled with the defaults (one sample); see
-:mod:`napari_pulse.training.error_map`. Writes
+:mod:`napari_pulse.training.error_map`. The same as ``napari-pulse fit-error-map
+../shared/data/nuclei --generator nuclei --factor 4 --out ...``. Writes
 ``src/napari_pulse/data/generators/nuclei.error-x4-bicubic.json`` (under 2 KB)::
 
     .venv/bin/python scripts/fit_error_map.py [--data ../shared/data/nuclei]

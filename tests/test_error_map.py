@@ -222,3 +222,29 @@ def test_an_unloadable_default_generator_claims_no_companion(monkeypatch):
     monkeypatch.setattr(writing, "load", without_faces)
     assert writing.companion_kinds(Options(factor=4)) == ("error",)  # nuclei's model
     assert writing.companion_kinds(Options(factor=8)) == ()
+
+
+def test_fit_error_map_writes_a_model_that_upscale_finds_and_uses(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("NAPARI_PULSE_CACHE", str(tmp_path / "cache"))
+    error_map._LOADED.clear()
+    folder = tmp_path / "train"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        tifffile.imwrite(folder / f"{i}.tif", (rng.random((80, 80)) * 255).astype(np.uint8))
+    args = ["fit-error-map", str(folder), "--generator", "tiny", "--factor", "4", "--crops", "2"]
+    assert cli.main([*args, "--steps", "4", "--restarts", "2", "--quiet"]) == 0
+    path = tmp_path / "cache" / "encoders" / error_map.file_name("tiny", 4, "bicubic")
+    said = capsys.readouterr().out
+    assert f"wrote {path}" in said and "rank correlation" in said
+    model = error_map.load(path)
+    assert len(model.card["files"]) == 2 and model.card["seed"] == 0
+    assert all(w >= 0 for w in model.weights) and sum(model.weights) > 0
+    r = napari_pulse.upscale(np.full((8, 8), 90, np.uint8), **KW)
+    assert r.error is not None and r.params["error_map"] == path.name
+    small = tmp_path / "small"  # too small for the tiny generator's 64x64 regions
+    small.mkdir()
+    tifffile.imwrite(small / "a.tif", np.zeros((20, 20), np.uint8))
+    assert cli.main(["fit-error-map", str(small), "--generator", "tiny", "--factor", "4"]) != 0
+    assert "holds a 64x64 crop" in capsys.readouterr().err
+    error_map._LOADED.clear()

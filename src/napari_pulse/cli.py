@@ -16,7 +16,7 @@ from tqdm import tqdm
 from . import __version__, guide
 from .api import upscale
 from .cli_batch import add_batch
-from .cli_domain import add_fit_domain
+from .cli_domain import add_fit_domain, add_fit_error_map
 from .cli_encoder import add_train_encoder
 from .cli_evaluate import add_evaluate
 from .cli_options import add_upscale_arguments, options_from_args
@@ -98,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_train(sub)
     add_train_encoder(sub)
     add_fit_domain(sub)
+    add_fit_error_map(sub)
     add_evaluate(sub)
     add_batch(sub)
     return parser

@@ -143,6 +143,7 @@ def save(path: str | os.PathLike, model: ErrorModel) -> Path:
     data = {CARD_KEY: {**model.card, "version": VERSION, "sigma_px": SIGMA}}
     data["weights"] = {"departure": model.weights[0], "gradient": model.weights[1]}
     data["weights"]["floor"] = model.weights[2]
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.part")
     tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
     tmp.replace(path)

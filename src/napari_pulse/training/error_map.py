@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -41,11 +42,15 @@ def fit_error_map(
     seed: int = 0,
     out: str | Path | None = None,
     on_crop: Callable[[int, int], None] | None = None,
+    **search: Any,
 ) -> Path:
     """Fit and write the model for ``generator`` at ``factor`` and the operator; returns
     its path (``out``, else where ``upscale`` finds it). ``on_crop(done, total)`` is
-    called after every upscaled crop."""
-    opts = Options(generator=generator, factor=factor, degradation=degradation, sigma=sigma)
+    called after every upscaled crop. ``search``: settings of :func:`~napari_pulse.upscale`
+    the crops are upscaled with (default: its defaults, which the model is then for)."""
+    opts = Options(
+        generator=generator, factor=factor, degradation=degradation, sigma=sigma, **search
+    )
     gen = opts.resolve(False).generator
     channels, size = gen.channels, (2 * gen.resolution[0], 2 * gen.resolution[1])
     made = gen.card.extra.get("training", {}) if isinstance(gen.card.extra, dict) else {}
@@ -82,7 +87,7 @@ def fit_error_map(
         f"out); one {size[0]}x{size[1]} crop from each of {len(used)} files",
         "files": used,
         "seed": seed,
-        "search": "upscale defaults, one sample, uint8 inputs",
+        "search": f"upscale {'defaults' if not search else search}, one sample, uint8 inputs",
     }
     model = error_map.fit(cases, card)
     model.card["fit"] = _figures(model, cases)
