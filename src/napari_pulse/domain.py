@@ -148,22 +148,10 @@ def find(
 ) -> DomainModel | None:
     """The model made for ``gen`` at this tile, factor and operator; None when there is
     none (files made for other weights, tiles or operators are skipped)."""
-    from .encoder import candidates, made_for
+    from .encoder import find_kept, made_for
 
     want = made_for(VERSION, gen, low_shape, factor, degradation, sigma)
-    for path in candidates(gen, factor, degradation, sigma, file_name):
-        if not path.is_file():
-            continue
-        key = (str(path.resolve()), path.stat().st_mtime_ns)
-        if key not in _LOADED:
-            try:
-                _LOADED[key] = load(path)
-            except ValueError:  # a damaged file: no flag rather than a failed upscale
-                _LOADED[key] = None
-        model = _LOADED[key]
-        if model is not None and {k: model.card.get(k) for k in want} == want:
-            return model
-    return None
+    return find_kept(gen, factor, degradation, sigma, file_name, load, want, _LOADED)
 
 
 def for_job(setup, job) -> DomainModel | None:

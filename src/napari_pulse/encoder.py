@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -181,6 +182,35 @@ def made_for(
         "sigma": sigma,
         "low_shape": list(low_shape),
     }
+
+
+def find_kept(
+    gen: DomainGenerator,
+    factor: int,
+    degradation: str,
+    sigma,
+    naming: Callable[..., str],
+    load: Callable[[Path], Any],
+    want: dict[str, Any],
+    cache: dict[tuple[str, int], Any],
+) -> Any:
+    """The first model kept beside ``gen`` (files named by ``naming``, read by ``load``,
+    which raises ValueError for a damaged file) whose card matches ``want``
+    (:func:`made_for`); None when there is none. What a file held is kept in ``cache`` by
+    path and modification time; a damaged file gives None rather than a failed upscale."""
+    for path in candidates(gen, factor, degradation, sigma, naming):
+        if not path.is_file():
+            continue
+        key = (str(path.resolve()), path.stat().st_mtime_ns)
+        if key not in cache:
+            try:
+                cache[key] = load(path)
+            except ValueError:
+                cache[key] = None
+        model = cache[key]
+        if model is not None and {k: model.card.get(k) for k in want} == want:
+            return model
+    return None
 
 
 def _identity(card: dict[str, Any]) -> dict[str, Any]:

@@ -169,20 +169,8 @@ _LOADED: dict[tuple[str, int], ErrorModel | None] = {}
 def find(gen: DomainGenerator, factor: int, degradation: str, sigma=None) -> ErrorModel | None:
     """The model made for ``gen``'s weights at this factor and operator; None when there is
     none (files made for other weights or operators, and damaged files, are skipped)."""
-    from .encoder import candidates, made_for
+    from .encoder import find_kept, made_for
 
     want = made_for(VERSION, gen, (), factor, degradation, sigma)
     want.pop("low_shape")  # the map does not depend on the tile
-    for path in candidates(gen, factor, degradation, sigma, file_name):
-        if not path.is_file():
-            continue
-        key = (str(path.resolve()), path.stat().st_mtime_ns)
-        if key not in _LOADED:
-            try:
-                _LOADED[key] = load(path)
-            except ValueError:  # a damaged file: no map rather than a failed upscale
-                _LOADED[key] = None
-        model = _LOADED[key]
-        if model is not None and {k: model.card.get(k) for k in want} == want:
-            return model
-    return None
+    return find_kept(gen, factor, degradation, sigma, file_name, load, want, _LOADED)
