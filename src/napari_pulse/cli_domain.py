@@ -26,17 +26,33 @@ def add_fit_domain(sub: Any) -> None:
     p = sub.add_parser(
         "fit-domain", help="fit the foreign-image flag for a generator", description=HELP
     )
+    _kept_arguments(p, ".safetensors")
+    p.add_argument("--crops", type=int, default=2, help="random regions per file (default: 2)")
+    p.set_defaults(func=run_fit_domain)
+
+
+def _kept_arguments(p: argparse.ArgumentParser, suffix: str) -> None:
+    """What every model kept beside a generator is fitted from and written to."""
     p.add_argument("images", metavar="IMAGES_DIR")
     p.add_argument("--generator", metavar="NAME", required=True, help="a name or a weights file")
     p.add_argument("--factor", type=int, required=True, help="the factor it is for")
     p.add_argument("--degradation", choices=DEGRADATIONS, default="bicubic")
     p.add_argument("--sigma", type=float, default=None, help="psf width (with psf)")
     p.add_argument("--holdout", type=float, default=0.1, help="share of the files never read")
-    p.add_argument("--crops", type=int, default=2, help="random regions per file (default: 2)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default=None, help="the model file (.safetensors)")
+    p.add_argument("--out", default=None, help=f"the model file ({suffix})")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=run_fit_domain)
+    p.set_defaults(suffix=suffix)
+
+
+def _check(args: argparse.Namespace) -> None:
+    """Refuse what :func:`_kept_arguments` and ``--crops`` cannot take."""
+    if args.out is not None and not args.out.endswith(args.suffix):
+        raise ValueError(f"--out must end in {args.suffix}, got {args.out}")
+    if args.factor < 2:
+        raise ValueError(f"--factor must be at least 2, got {args.factor}")
+    if args.crops < 1:
+        raise ValueError(f"--crops must be at least 1, got {args.crops}")
 
 
 def run_fit_domain(args: argparse.Namespace) -> int:
@@ -44,12 +60,7 @@ def run_fit_domain(args: argparse.Namespace) -> int:
     from .training.data import list_images
     from .training.domain import fit_domain
 
-    if args.out is not None and not args.out.endswith(".safetensors"):
-        raise ValueError(f"--out must end in .safetensors, got {args.out}")
-    if args.factor < 2:
-        raise ValueError(f"--factor must be at least 2, got {args.factor}")
-    if args.crops < 1:
-        raise ValueError(f"--crops must be at least 1, got {args.crops}")
+    _check(args)
 
     def work(show):
         return fit_domain(
@@ -85,18 +96,10 @@ def add_fit_error_map(sub: Any) -> None:
     p = sub.add_parser(
         "fit-error-map", help="fit the expected-error map for a generator", description=ERROR_HELP
     )
-    p.add_argument("images", metavar="IMAGES_DIR")
-    p.add_argument("--generator", metavar="NAME", required=True, help="a name or a weights file")
-    p.add_argument("--factor", type=int, required=True, help="the factor it is for")
-    p.add_argument("--degradation", choices=DEGRADATIONS, default="bicubic")
-    p.add_argument("--sigma", type=float, default=None, help="psf width (with psf)")
-    p.add_argument("--holdout", type=float, default=0.1, help="share of the files never read")
+    _kept_arguments(p, ".json")
     p.add_argument("--crops", type=int, default=20, help="regions upscaled (default: 20)")
     p.add_argument("--steps", type=int, default=None, help="search steps (default: upscale's)")
     p.add_argument("--restarts", type=int, default=None, help="starts (default: upscale's)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default=None, help="the model file (.json)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run_fit_error_map)
 
 
@@ -104,12 +107,7 @@ def run_fit_error_map(args: argparse.Namespace) -> int:
     from . import error_map
     from .training.error_map import fit_error_map
 
-    if args.out is not None and not args.out.endswith(".json"):
-        raise ValueError(f"--out must end in .json, got {args.out}")
-    if args.factor < 2:
-        raise ValueError(f"--factor must be at least 2, got {args.factor}")
-    if args.crops < 1:
-        raise ValueError(f"--crops must be at least 1, got {args.crops}")
+    _check(args)
     search = {k: getattr(args, k) for k in ("steps", "restarts") if getattr(args, k) is not None}
 
     def work(show):
