@@ -73,6 +73,8 @@ def test_seeds_across_the_range_give_distinct_results():
         np.full((3, 3), 5e-324),
         np.full((3, 3), 65504.0, dtype=np.float16),
         np.array([[1e38, -1e38], [3.0, 1.0]], dtype=np.float32),
+        np.full((4, 4), np.finfo(np.float32).max, dtype=np.float32),
+        np.full((4, 4), np.finfo(np.float32).min, dtype=np.float32),
     ],
     ids=[
         "1e16-flat",
@@ -83,6 +85,8 @@ def test_seeds_across_the_range_give_distinct_results():
         "subnormal",
         "float16-max",
         "float32-1e38",
+        "float32-max-flat",  # its flat span reaches past float32's top
+        "float32-min-flat",
     ],
 )
 @pytest.mark.parametrize("normalization", ["auto", "percentile", "range", "minmax"])

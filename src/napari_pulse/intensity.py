@@ -71,9 +71,12 @@ def _flat_span(value: float) -> tuple[float, float]:
 
 
 def cast_like(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """Values in input units to the input's dtype: rounded and clipped for integers."""
+    """Values in input units to the input's dtype: rounded and clipped for integers, clipped
+    to the finite range for floats (a flat image at the top of float32 is given a span
+    that float64 holds and float32 does not)."""
     dtype = np.dtype(dtype)
     if np.issubdtype(dtype, np.integer):
         info = np.iinfo(dtype)
         return np.clip(np.rint(values), info.min, info.max).astype(dtype)
-    return np.asarray(values).astype(dtype)
+    top = float(np.finfo(dtype).max)
+    return np.clip(np.asarray(values, dtype=np.float64), -top, top).astype(dtype)
