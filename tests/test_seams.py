@@ -76,6 +76,11 @@ def test_the_seam_refinement_refines_groups_of_tiles_in_turn(monkeypatch):
     assert SearchConfig().blend_lr_for(9) == 0.1 and SearchConfig().blend_lr_for(1) == 0.05
     assert SearchConfig(steps=150).blend_lr_for(9) == 0.05
     assert SearchConfig(blend_lr=0.2).blend_lr_for(1) == 0.2
+    # the refinement's budget follows the search's steps up to 400, and no further
+    assert [SearchConfig(steps=s).blend_steps_for(9) for s in (150, 400, 800, 4000)] == [
+        22, 60, 60, 60
+    ]  # fmt: skip
+    assert [SearchConfig(steps=s).blend_steps_for(1) for s in (150, 400, 800)] == [37, 100, 100]
 
 
 def test_a_refinement_group_never_holds_more_images_than_a_batch():

@@ -27,12 +27,24 @@ if TYPE_CHECKING:
     from .starts import Starts
 
 
+#: The ``steps`` the seam refinement's budget is a share of, at most: it runs on every tile,
+#: so its budget was measured where it pays (at 400 steps: 60 steps on a field, 100 on one
+#: tile) and does not grow with a longer search of the tiles an encoder leaves above eps.
+BLEND_BASE = 400
+
+
 @dataclass(frozen=True)
 class SearchConfig:
     """Settings of the search: the latent search's budget and rungs, the seam refinement,
     and the start strategies (see :mod:`napari_pulse.pipeline` for how they combine)."""
 
-    steps: int = 400  # optimiser steps of a kept start: exploring, then refining
+    #: Optimiser steps of a kept start: exploring, then refining. Measured at 400 and 800
+    #: (``bench/self_consistency.py``, face DCGAN x4: 15/20 and 19/20 inputs at 35 dB or
+    #: more, median 36.8 and 43.3 dB, 11.1 and 15.5 s per input; ``bench/real_faces.py``,
+    #: 20 faces at x8: 14/20 and 17/20 at eps). Tiles an encoder brings to eps never run
+    #: these steps, and the seam refinement's budget stops growing at 400
+    #: (:meth:`blend_steps_for`), so the nuclei field of ``bench/field.py`` is unchanged.
+    steps: int = 800
     restarts: int = 96  # random starts per tile, explored together in batches
     samples: int = 1
     eps: float = 2e-3
@@ -127,12 +139,13 @@ class SearchConfig:
     def blend_steps_for(self, tiles: int) -> int:
         """Seam refinement steps for an image of ``tiles`` tiles: ``blend_steps``, else a
         quarter of ``steps`` for one tile (the last part of its fit) and 3/20 of them (at
-        least 1) for several, refined in groups of ``blend_tiles``: measured, one tile
-        loses 0.2-0.4 dB at 3/16, and several gain at the same cost
-        (``bench/blend_groups.py``, ``bench/heldout_x4.py``)."""
+        least 1) for several, refined in groups of ``blend_tiles``, with ``steps`` counted
+        up to :data:`BLEND_BASE`: measured, one tile loses 0.2-0.4 dB at 3/16, and several
+        gain at the same cost (``bench/blend_groups.py``, ``bench/heldout_x4.py``)."""
         if self.blend_steps is not None:
             return self.blend_steps
-        return self.steps // 4 if tiles == 1 else max(1, self.steps * 3 // 20)
+        base = min(self.steps, BLEND_BASE)
+        return base // 4 if tiles == 1 else max(1, base * 3 // 20)
 
     def blend_lr_for(self, tiles: int) -> float:
         """The seam refinement's learning rate for an image of ``tiles`` tiles: ``blend_lr``,
