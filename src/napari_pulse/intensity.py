@@ -78,5 +78,7 @@ def cast_like(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
     if np.issubdtype(dtype, np.integer):
         info = np.iinfo(dtype)
         return np.clip(np.rint(values), info.min, info.max).astype(dtype)
-    top = float(np.finfo(dtype).max)
-    return np.clip(np.asarray(values, dtype=np.float64), -top, top).astype(dtype)
+    values, top = np.asarray(values), float(np.finfo(dtype).max)
+    if values.size and (np.nanmax(values) > top or np.nanmin(values) < -top):
+        values = np.clip(values, -top, top)  # a copy only where needed: outputs can be large
+    return values.astype(dtype)
