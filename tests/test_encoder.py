@@ -84,7 +84,7 @@ def test_only_an_encoder_made_for_these_weights_factor_and_operator_is_found(cac
     assert encoder.find(gen, (1, 8, 8), 4, "bicubic") is None
     encoder.save(path, enc, _card(gen))
     found = encoder.find(gen, (1, 8, 8), 4, "bicubic")
-    assert found is not None and found[1] == path
+    assert found is not None and found.path == path and found.rung == {}
     assert encoder.find(gen, (1, 4, 4), 4, "bicubic") is None  # another tile
     assert encoder.find(gen, (1, 8, 8), 4, "area") is None  # another operator
 
@@ -255,7 +255,8 @@ def test_an_encoder_for_a_bundled_generator_goes_to_the_cache_and_wins_over_the_
 def test_the_retry_rung_follows_the_encoder_rung_and_can_be_switched_off(monkeypatch):
     gen = TinyGenerator()
     enc = encoder.Encoder((1, 8, 8), gen.latent_shape)
-    monkeypatch.setattr(pipeline, "encoder_for", lambda setup, job: (enc, None))
+    found = encoder.Found(enc, None, {})
+    monkeypatch.setattr(pipeline, "encoder_for", lambda setup, job: found)
     low = np.random.default_rng(3).random((8, 8)).astype(np.float32)
     for config, names in [
         (SearchConfig(), ["encoder", "retry", "search", "choose", "blend"]),
@@ -293,8 +294,67 @@ def test_the_retry_rung_refines_only_the_tiles_left_above_eps_from_other_starts(
     assert not torch.allclose(other[:, 2:], near[:, 2:])  # perturbed from another stream
 
 
+def test_the_encoder_rung_is_the_users_else_the_encoders_card_else_the_general_one(cache):
+    gen = TinyGenerator()
+    enc = encoder.Encoder((1, 8, 8), gen.latent_shape)
+    folder = cache / "encoders"
+    folder.mkdir(parents=True)
+    path = folder / encoder.file_name("tiny", 4, "bicubic")
+    # a measured budget in the card; keys it does not know and bad values are ignored
+    own = {"steps": 500, "patience": 40, "speed": 3, "starts": 0}
+    encoder.save(path, enc, {**_card(gen), "rung": own})
+    found = encoder.find(gen, (1, 8, 8), 4, "bicubic")
+    assert found.rung == {"steps": 500, "patience": 40}
+    low = np.random.default_rng(3).random((8, 8)).astype(np.float32)
+
+    def rungs(config, **options):
+        setup = Options(generator=gen, factor=4, config=config, **options).resolve(False)
+        _, job = pipeline.prepare(low, False, setup)
+        stages = pipeline.build(setup, job)
+        return [(s.rcfg.starts, s.rcfg.steps, s.rcfg.patience) for s in stages[:2]]
+
+    # the card's steps and patience; the general starts; never more steps than `steps`
+    assert rungs(SearchConfig()) == [(2, 500, 40), (8, 120, 40)]
+    assert rungs(SearchConfig(), steps=300) == [(2, 300, 40), (8, 120, 40)]
+    # what the user sets wins
+    mine = SearchConfig(encoder_starts=3, encoder_steps=20, encoder_patience=5)
+    assert rungs(mine) == [(3, 20, 5), (8, 120, 5)]
+    r = napari_pulse.upscale(low, generator=gen, factor=4, steps=20, restarts=4)
+    assert r.params["encoder"] == path.name
+    ran = {k: r.params["search"][f"encoder_{k}"] for k in ("starts", "steps", "patience")}
+    assert ran == {"starts": 2, "steps": 20, "patience": 40}  # what it ran with, recorded
+    encoder.save(path, enc, _card(gen))  # a card without a budget: the general one
+    encoder._LOADED.clear()
+    assert rungs(SearchConfig()) == [(2, 60, 8), (8, 120, 8)]
+
+
+def test_train_encoder_keeps_the_rung_budget_it_is_given_in_the_card(tmp_path, capsys):
+    out = tmp_path / "e.safetensors"
+    cfg = EncoderConfig(generator="tiny", factor=4, draw_steps=2, out=str(out), batch=4)
+    train_encoder(cfg)
+    assert "rung" not in encoder.read_card(out)
+    again = EncoderConfig(**{**cfg.__dict__, "rung_steps": 800, "rung_patience": 100})
+    train_encoder(again)  # the finished run is resumed: same weights, the budget recorded
+    card = encoder.read_card(out)
+    assert card["rung"] == {"steps": 800, "patience": 100}
+    assert card["training"]["last_batch"]  # kept from the checkpoint
+    base = ["train-encoder", "--generator", "tiny", "--factor", "4", "--out", str(out)]
+    assert main([*base, "--rung-steps", "x"]) == 2
+    assert main([*base, "--rung-steps", "0"]) == 2
+    assert "--rung-steps must be at least 1" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
-    "field, value", [("retry_starts", -1), ("retry_steps", 0), ("retry_spread", 2.5)]
+    "field, value",
+    [
+        ("retry_starts", -1),
+        ("retry_steps", 0),
+        ("retry_spread", 2.5),
+        ("encoder_starts", 0),
+        ("encoder_steps", 0),
+        ("encoder_patience", -1),
+        ("encoder_steps", 2.5),
+    ],
 )
 def test_bad_retry_settings_are_refused(field, value):
     with pytest.raises(ValueError, match=f"config.{field}"):

@@ -27,7 +27,12 @@ HELPS = {
     "normalization": "how images are brought to [0, 1] (default: the generator's own)",
     "latent_weight": "weight of the latent's cosine error on draws",
 }
-SKIP = {"generator", "factor", "degradation", "sigma", "images", "out", "normalization"}
+RUNG = {
+    "rung_starts": "starts per tile",
+    "rung_steps": "most steps per tile",
+    "rung_patience": "steps without a 1%% gain after which a tile at eps leaves",
+}
+SKIP = {"generator", "factor", "degradation", "sigma", "images", "out", "normalization", *RUNG}
 
 
 def add_train_encoder(sub: Any) -> None:
@@ -53,6 +58,14 @@ def add_train_encoder(sub: Any) -> None:
             default=value,
             help=f"{HELPS.get(f.name, f.name.replace('_', ' '))} (default: {value})",
         )
+    for name, what in RUNG.items():
+        p.add_argument(
+            f"--{name.replace('_', '-')}",
+            type=int,
+            default=None,
+            help=f"the encoder rung's {what} that upscale uses with this encoder, kept in its "
+            "card (default: the search's own)",
+        )
     p.add_argument("--quiet", action="store_true", help="a log line per checkpoint, no bar")
     p.set_defaults(func=run_train_encoder)
 
@@ -65,6 +78,9 @@ def run_train_encoder(args: argparse.Namespace) -> int:
         raise ValueError(f"--out must end in .safetensors, got {cfg.out}")
     if cfg.factor < 2:
         raise ValueError(f"--factor must be at least 2, got {cfg.factor}")
+    for name in RUNG:
+        if getattr(cfg, name) is not None and getattr(cfg, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
     out = with_bar(
         lambda show: train_encoder(cfg, show),
         cfg.steps,

@@ -13,7 +13,9 @@ fingerprint, factor, operator, shapes, training data and seed), named
 ``<generator>.encoder-x<factor>-<degradation>.safetensors`` and found beside its
 generator (:func:`find`): beside a generator file, in the cache directory's ``encoders``
 folder, or among the bundled generators. A file whose fingerprint is not the generator's is
-never used.
+never used. A card may also hold the budget of the encoder rung measured for that encoder
+(``"rung"``: ``starts``, ``steps``, ``patience``; ``train-encoder --rung-steps ...``), which
+the search uses where the user sets none (:meth:`napari_pulse.refine.RefineConfig.encoder_rung`).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import math
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from safetensors import safe_open
@@ -226,12 +228,37 @@ def _identity(card: dict[str, Any]) -> dict[str, Any]:
 
 _LOADED: dict[tuple[str, int], tuple[Encoder, dict[str, Any]]] = {}
 
+#: The budget keys a card's ``"rung"`` may hold.
+RUNG_KEYS = ("starts", "steps", "patience")
+
+
+class Found(NamedTuple):
+    """An encoder found for a job: the network, its file, and the rung budget its card
+    holds (empty when it holds none)."""
+
+    encoder: Encoder
+    path: Path
+    rung: dict[str, int]
+
+
+def rung_of(card: dict[str, Any]) -> dict[str, int]:
+    """The rung budget of an encoder's card: positive integers under :data:`RUNG_KEYS`
+    (anything else is ignored)."""
+    held = card.get("rung") or {}
+    if not isinstance(held, dict):
+        return {}
+    return {
+        k: int(v)
+        for k, v in held.items()
+        if k in RUNG_KEYS and isinstance(v, int) and not isinstance(v, bool) and v > 0
+    }
+
 
 def find(
     gen: DomainGenerator, low_shape: tuple[int, ...], factor: int, degradation: str, sigma=None
-) -> tuple[Encoder, Path] | None:
-    """The encoder made for ``gen`` at this tile, factor and operator, and its file; None
-    when there is none (files made for other weights are skipped)."""
+) -> Found | None:
+    """The encoder made for ``gen`` at this tile, factor and operator, its file and its
+    rung budget; None when there is none (files made for other weights are skipped)."""
     paths = [p for p in candidates(gen, factor, degradation, sigma) if p.is_file()]
     if not paths:
         return None
@@ -246,5 +273,5 @@ def find(
                 continue
         enc, card = _LOADED[key]
         if _identity(card) == want:
-            return enc, path
+            return Found(enc, path, rung_of(card))
     return None

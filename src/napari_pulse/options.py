@@ -132,8 +132,11 @@ def _check_number(value: Any, strict: bool, message: str) -> None:
 
 def _with_width(cfg: SearchConfig, device: torch.device) -> SearchConfig:
     """``cfg`` with its batch width set (chosen for the device when not given); its
-    precision and retry rung checked."""
+    precision and its encoder and retry rungs checked."""
     pass_dtype(cfg.precision, device)  # a clear error for an unknown precision
+    for name, least in (("encoder_starts", 1), ("encoder_steps", 1), ("encoder_patience", 0)):
+        if getattr(cfg, name) is not None:  # None: the encoder's own budget
+            _count(f"config.{name}", getattr(cfg, name), least)
     _count("config.retry_starts", cfg.retry_starts, 0)
     _count("config.retry_steps", cfg.retry_steps, 1)
     spread = cfg.retry_spread

@@ -69,12 +69,13 @@ def build(setup: Setup, job: Job) -> list[Stage]:
     stages: list[Stage] = []
     found = encoder_for(setup, job) if cfg.encoder else None
     if found is not None:
-        rung = RefineConfig.encoder_rung(cfg)
-        starts_near = EncoderStarts(*found[:1], cfg.encoder_spread, path=found[1])
+        rung = RefineConfig.encoder_rung(cfg, found.rung)
+        starts_near = EncoderStarts(found.encoder, cfg.encoder_spread, path=found.path)
         stages.append(RefineSearch(cfg, rung, starts_near, "encoder"))
         if cfg.retry_starts:
-            wide = EncoderStarts(found[0], cfg.retry_spread, path=found[1], stream=RETRY)
-            stages.append(RefineSearch(cfg, RefineConfig.retry_rung(cfg), wide, "retry"))
+            wide = EncoderStarts(found.encoder, cfg.retry_spread, path=found.path, stream=RETRY)
+            retry = RefineConfig.retry_rung(cfg, found.rung)
+            stages.append(RefineSearch(cfg, retry, wide, "retry"))
     starts = BlindStarts()
     if cfg.bank:
         needed = cfg.quick_wave().restarts if cfg.quick else cfg.restarts  # starts it supplies
@@ -98,9 +99,9 @@ def build(setup: Setup, job: Job) -> list[Stage]:
     return stages
 
 
-def encoder_for(setup: Setup, job: Job):
-    """The trained encoder for the job's generator, tile, factor and operator, and its
-    file; None when there is none."""
+def encoder_for(setup: Setup, job: Job) -> encoder.Found | None:
+    """The trained encoder for the job's generator, tile, factor and operator, its file and
+    rung budget; None when there is none."""
     d = setup.degrade
     low_shape = tuple(job.lr_tiles.shape[1:])
     return encoder.find(job.render.g, low_shape, setup.factor, d.kind, d.sigma)
@@ -219,6 +220,10 @@ def finish(
     else:
         result = score(measured, frame, job, state, setup, rgb)
     result.params["encoder"] = used[0].name if used else None
+    rung = next((s.rcfg for s in stages if getattr(s, "name", None) == "encoder"), None)
+    if rung is not None:  # the budget it ran with (the user's, or the encoder's own)
+        budget = {"starts": rung.starts, "steps": rung.steps, "patience": rung.patience}
+        result.params["search"].update({f"encoder_{k}": v for k, v in budget.items()})
     result.params["blocks"] = len(parts) if parts else 1
     return result
 

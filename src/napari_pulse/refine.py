@@ -34,6 +34,10 @@ if TYPE_CHECKING:
     from .starts import Starts
 
 
+#: The encoder rung's budget where neither the user nor the encoder's card sets one.
+RUNG = {"starts": 2, "steps": 60, "patience": 8}
+
+
 @dataclass(frozen=True)
 class RefineConfig:
     """The budget of a refining rung."""
@@ -45,15 +49,32 @@ class RefineConfig:
     far: float = 0.01  # a tile at or below far * eps leaves at once
 
     @classmethod
-    def encoder_rung(cls, cfg) -> RefineConfig:
-        """The encoder rung of a :class:`~napari_pulse.search.SearchConfig`."""
-        return cls(cfg.encoder_starts, cfg.encoder_steps, cfg.encoder_lr, cfg.encoder_patience)
+    def encoder_rung(cls, cfg, own: dict[str, int] | None = None) -> RefineConfig:
+        """The encoder rung of a :class:`~napari_pulse.search.SearchConfig`: each of
+        ``encoder_starts``, ``encoder_steps`` and ``encoder_patience`` as the user set it,
+        else the encoder's own budget (``own``, from its card; steps at most ``cfg.steps``),
+        else :data:`RUNG`."""
+        b = _budget(cfg, own)
+        return cls(b["starts"], b["steps"], cfg.encoder_lr, b["patience"])
 
     @classmethod
-    def retry_rung(cls, cfg) -> RefineConfig:
+    def retry_rung(cls, cfg, own: dict[str, int] | None = None) -> RefineConfig:
         """The retry rung of a :class:`~napari_pulse.search.SearchConfig`: more starts
-        near the encoder's guess, for longer, for the tiles the encoder rung left above eps."""
-        return cls(cfg.retry_starts, cfg.retry_steps, cfg.encoder_lr, cfg.encoder_patience)
+        near the encoder's guess, for longer, for the tiles the encoder rung left above eps
+        (with the encoder rung's patience)."""
+        patience = _budget(cfg, own)["patience"]
+        return cls(cfg.retry_starts, cfg.retry_steps, cfg.encoder_lr, patience)
+
+
+def _budget(cfg, own: dict[str, int] | None) -> dict[str, int]:
+    """The encoder rung's starts, steps and patience (see :meth:`RefineConfig.encoder_rung`)."""
+    own = dict(own or {})
+    if "steps" in own:
+        own["steps"] = min(own["steps"], cfg.steps)
+    return {
+        k: v if (v := getattr(cfg, f"encoder_{k}")) is not None else own.get(k, default)
+        for k, default in RUNG.items()
+    }
 
 
 class RowAdam:

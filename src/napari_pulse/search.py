@@ -87,11 +87,16 @@ class SearchConfig:
     #: guess (and perturbations of it: ``encoder_starts``, at least ``samples``) for at
     #: most ``encoder_steps`` steps, leaving as soon as it is at eps and has not improved
     #: by 1% for ``encoder_patience`` steps; only tiles still above eps then get the
-    #: search set by the fields above.
+    #: search set by the fields above. None: the budget measured for the encoder and kept
+    #: in its card (steps at most ``steps``), else 2 starts, 60 steps, patience 8
+    #: (:meth:`~napari_pulse.refine.RefineConfig.encoder_rung`). The face DCGAN's encoders
+    #: keep 800 steps and patience 100: their fits go on improving slowly past eps
+    #: (``bench/self_consistency.py`` x4: 20/20 inputs at 35 dB or more, 2.5 s per input,
+    #: against 10/20 with patience 8 and 19/20 from blind starts in 15.5 s).
     encoder: bool = True
-    encoder_starts: int = 2
-    encoder_steps: int = 60
-    encoder_patience: int = 8
+    encoder_starts: int | None = None
+    encoder_steps: int | None = None
+    encoder_patience: int | None = None
     encoder_lr: float = 0.1
     #: The encoder's perturbed starts have cosines with its guess from 1 down to
     #: ``1 - encoder_spread`` (several samples are then distinct fits).

@@ -295,7 +295,7 @@ def store_of(spec: Spec) -> streamed.OutcomeStore:
     if key is None:
         _, _, setup, _, whole, _ = _prepare(spec)
         found = pipeline.encoder_for(setup, whole) if setup.cfg.encoder else None
-        path = None if found is None else Path(found[1])
+        path = None if found is None else Path(found.path)
         stamp = None if path is None else [str(path), path.stat().st_size, path.stat().st_mtime_ns]
         key = json.dumps([spec.key, __version__, stamp])
         with _lock:

@@ -67,6 +67,18 @@ class EncoderConfig:
     checkpoint_every: int = 250
     threads: int = 0  # 0: leave torch's default
     device: str = "cpu"
+    #: The encoder rung's budget that upscale uses with this encoder where the user sets
+    #: none (kept in the card; None: the search's general default). Measure it for the
+    #: generator: its fits may settle at once past eps (nuclei) or go on improving (faces).
+    rung_starts: int | None = None
+    rung_steps: int | None = None
+    rung_patience: int | None = None
+
+    @property
+    def rung(self) -> dict[str, int]:
+        """The rung budget the card records (only what was set)."""
+        held = {k: getattr(self, f"rung_{k}") for k in ("starts", "steps", "patience")}
+        return {k: v for k, v in held.items() if v is not None}
 
     @property
     def steps(self) -> int:
@@ -159,8 +171,8 @@ def train_encoder(
     opt = torch.optim.Adam(s.enc.parameters(), lr=cfg.lr)
     real = _real(cfg, s) if cfg.images else None
     rng = torch.Generator().manual_seed(cfg.seed)
-    step = _resume(ckpt, s, opt, rng)
-    t0, last = time.perf_counter(), {}
+    step, last = _resume(ckpt, s, opt, rng)
+    t0 = time.perf_counter()
     while step < cfg.steps:
         phase = "draws" if step < cfg.draw_steps else "real"
         for group in opt.param_groups:
@@ -185,7 +197,7 @@ def train_encoder(
             seconds = time.perf_counter() - t0
             on_progress(EncoderProgress(phase, step, cfg.steps, seconds=seconds, **last))
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-            _checkpoint(ckpt, cfg, s, opt, rng, real, step)
+            _checkpoint(ckpt, cfg, s, opt, rng, step, last)
     card = _card(cfg, s, real, last)
     return encoders.save(out, s.enc.cpu().eval(), card)
 
@@ -201,10 +213,11 @@ def _psnr(mse: float) -> float:
     return 10 * math.log10(1 / max(mse, 1e-10))
 
 
-def _checkpoint(path: Path, cfg, s: _Setting, opt, rng, real, step: int) -> None:
+def _checkpoint(path: Path, cfg, s: _Setting, opt, rng, step: int, last: dict) -> None:
     state = {
         "config": asdict(cfg),
         "step": step,
+        "last_batch": last,
         "encoder": s.enc.state_dict(),
         "opt": opt.state_dict(),
         "rng": rng.get_state(),
@@ -215,18 +228,19 @@ def _checkpoint(path: Path, cfg, s: _Setting, opt, rng, real, step: int) -> None
     tmp.replace(path)
 
 
-def _resume(path: Path, s: _Setting, opt, rng) -> int:
+def _resume(path: Path, s: _Setting, opt, rng) -> tuple[int, dict]:
+    """The step to go on from and the last batch's figures (0 and none for a new run)."""
     if not path.exists():
-        return 0
+        return 0, {}
     return resume_from(path, s.device, lambda state: _restore(state, s, opt, rng))
 
 
-def _restore(state: dict, s: _Setting, opt, rng) -> int:
+def _restore(state: dict, s: _Setting, opt, rng) -> tuple[int, dict]:
     s.enc.load_state_dict(state["encoder"])
     opt.load_state_dict(state["opt"])
     rng.set_state(state["rng"])
     torch.set_rng_state(state["torch_rng"])
-    return int(state["step"])
+    return int(state["step"]), dict(state.get("last_batch", {}))
 
 
 def _card(cfg: EncoderConfig, s: _Setting, real, last: dict) -> dict:
@@ -247,4 +261,5 @@ def _card(cfg: EncoderConfig, s: _Setting, real, last: dict) -> dict:
         "degradation": cfg.degradation,
         "sigma": cfg.sigma,
         "training": {"settings": asdict(cfg), "data": data, "last_batch": last},
+        **({"rung": cfg.rung} if cfg.rung else {}),
     }
