@@ -77,7 +77,7 @@ class EncoderConfig:
     @property
     def rung(self) -> dict[str, int]:
         """The rung budget the card records (only what was set)."""
-        held = {k: getattr(self, f"rung_{k}") for k in ("starts", "steps", "patience")}
+        held = {k: getattr(self, f"rung_{k}") for k in encoders.RUNG_KEYS}
         return {k: v for k, v in held.items() if v is not None}
 
     @property
