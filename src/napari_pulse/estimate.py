@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from .candidates import kept
-from .refine import RefineConfig
+from .refine import RefineSearch
 
 if TYPE_CHECKING:
     from .job import Job, Stage
@@ -85,7 +85,7 @@ def memory(job: Job, stages: list[Stage], units_at_once: int | None = None) -> i
     cfg, render = job.cfg, job.render
     image = 4 * render.channels * math.prod(render.crop)
     one = start_bytes(job) + image
-    rungs = [s.k for s in stages if isinstance(getattr(s, "rcfg", None), RefineConfig)]
+    rungs = [s.k for s in stages if isinstance(s, RefineSearch)]
     k = kept(cfg.samples, max(cfg.n_keep, *rungs, cfg.samples))
     per_unit = image + 2 * k * one + cfg.samples * one + 4 * job.lr_tiles[0].numel()
     chunk = min(cfg.chunk_units(), job.n_units) * cfg.restarts * (4 * start_bytes(job))

@@ -222,8 +222,8 @@ def finish(
     result.params["encoder"] = used[0].name if used else None
     rung = next((s.rcfg for s in stages if getattr(s, "name", None) == "encoder"), None)
     if rung is not None:  # the budget it ran with (the user's, or the encoder's own)
-        budget = {"starts": rung.starts, "steps": rung.steps, "patience": rung.patience}
-        result.params["search"].update({f"encoder_{k}": v for k, v in budget.items()})
+        budget = {f"encoder_{k}": getattr(rung, k) for k in encoder.RUNG_KEYS}
+        result.params["search"].update(budget)
     result.params["blocks"] = len(parts) if parts else 1
     return result
 
