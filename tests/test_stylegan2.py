@@ -92,3 +92,61 @@ def test_conv_clamp_bounds_the_layers_and_changes_the_image():
         a, b = clamped.synthesis(w), free.synthesis(w)
     assert len(seen) == 5 and max(seen) == 0.25  # reached, not exceeded
     assert (a - b).abs().max() > 1e-2
+
+
+def _plain_modulated(conv, x, style):
+    """The modulated convolution one operation per term (rosinality's arithmetic)."""
+    s = conv.modulation(style)
+    weight = conv.scale * conv.weight[0]
+    x = x * s[:, :, None, None]
+    if conv.upsample:
+        out = conv.blur(torch.nn.functional.conv_transpose2d(x, weight.transpose(0, 1), stride=2))
+    else:
+        out = torch.nn.functional.conv2d(x, weight, padding=conv.padding)
+    if conv.demodulate:
+        demod = torch.rsqrt(s.pow(2) @ weight.pow(2).sum(dim=(2, 3)).t() + 1e-8)
+        out = out * demod[..., None, None]
+    return out
+
+
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_fused_layers_compute_the_plain_formula_and_its_gradients(channels_last):
+    """The styled convolutions' fused tail (sqrt 2 folded in, ``addcmul``) and the to-RGB
+    layers' batched matrix product give the plain formula's values and gradients (a tiny
+    random network in float64), with given noise and with noise drawn from the same
+    random state."""
+    net = random_net(3).double()
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    g = torch.Generator().manual_seed(1)
+    styled, rgb = net.convs[0], net.to_rgbs[0]  # upsampling 3x3 conv, 1x1 to-RGB
+    x0 = torch.randn(3, 8, 4, 4, generator=g).double().contiguous(memory_format=layout)
+    style0 = torch.randn(3, 8, generator=g).double()
+    noise0 = torch.randn(3, 1, 8, 8, generator=g).double()
+
+    def both(fn_fused, fn_plain, *args):
+        outs, grads = [], []
+        for fn in (fn_fused, fn_plain):
+            x, style = x0.clone().requires_grad_(), style0.clone().requires_grad_()
+            torch.manual_seed(7)  # the noise drawn when none is given
+            out = fn(x, style, *args)
+            weights = torch.linspace(-1, 1, out.numel(), dtype=out.dtype).view(out.shape)
+            (out * weights).sum().backward()
+            outs.append(out.detach())
+            grads.append((x.grad, style.grad))
+        torch.testing.assert_close(outs[0], outs[1], rtol=1e-10, atol=1e-12)
+        for a, b in zip(*grads, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+        return outs[0]
+
+    def plain_styled(x, style, noise=None):
+        out = _plain_modulated(styled.conv, x, style)
+        if noise is None:
+            noise = out.new_empty(out.shape[0], 1, *out.shape[2:]).normal_()
+        return styled.activate(out + styled.noise.weight * noise)
+
+    with_noise = both(styled, plain_styled, noise0)
+    drawn = both(styled, plain_styled)
+    assert (with_noise - drawn).abs().max() > 1e-3  # the noise term is really in both
+    h = styled(x0, style0, noise0).detach().contiguous(memory_format=layout)
+    x0 = h
+    both(lambda x, s: rgb(x, s), lambda x, s: _plain_modulated(rgb.conv, x, s) + rgb.bias)

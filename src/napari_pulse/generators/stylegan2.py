@@ -3,7 +3,8 @@
 The module tree and parameter names follow rosinality/stylegan2-pytorch (MIT), so that its
 ``g_ema`` state dicts load with few renames. Modulation is applied to the activations rather
 than to a per-sample weight (the same arithmetic as the grouped convolution, one plain
-convolution instead of one group per sample), which is faster on a CPU.
+convolution instead of one group per sample), which is faster on a CPU; the 1x1 to-RGB
+convolutions fold it into a weight per image (one batched matrix product).
 
 :class:`StyleGAN2` is the network; :class:`StyleGAN2Generator` wraps it for the search with
 one of the latent layouts ``w+`` (one vector per layer), ``w`` (one vector for all layers)
@@ -279,21 +280,43 @@ class ModulatedConv2d(nn.Module):
         self.modulation = EqualLinear(style_dim, in_ch, bias_init=1)
 
     def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+        out, demod = self.undemodulated(x, style)
+        return out if demod is None else out * demod[:, :, None, None].to(out.dtype)
+
+    def undemodulated(
+        self, x: torch.Tensor, style: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The modulated convolution before demodulation, and the demodulation factors
+        ``(N, out)`` (None without demodulation), so that a caller can fuse them into its
+        next operation."""
         s = self.modulation(style)  # (N, in)
         weight = self.scale * self.weight[0]  # (out, in, k, k)
-        # Under autocast the convolutions return bfloat16; the elementwise operations keep
-        # their input's dtype instead of promoting to float32 (1.3-1.5x faster passes).
-        x = x * s[:, :, None, None].to(x.dtype)
-        if self.upsample:
-            out = F.conv_transpose2d(x, weight.transpose(0, 1), stride=2)
-            out = self.blur(out)
+        if self.kernel_size == 1 and not self.upsample:
+            out = _pointwise(x, s[:, None, :] * weight[None, :, :, 0, 0])
         else:
-            out = F.conv2d(x, weight, padding=self.padding)
-        if self.demodulate:
-            w2 = weight.pow(2).sum(dim=(2, 3))  # (out, in)
-            demod = torch.rsqrt(s.pow(2) @ w2.t() + 1e-8)  # (N, out)
-            out = out * demod[:, :, None, None].to(out.dtype)
-        return out
+            # Under autocast the convolutions return bfloat16; the elementwise operations
+            # keep their input's dtype instead of promoting to float32 (1.3-1.5x faster).
+            x = x * s[:, :, None, None].to(x.dtype)
+            if self.upsample:
+                out = F.conv_transpose2d(x, weight.transpose(0, 1), stride=2)
+                out = self.blur(out)
+            else:
+                out = F.conv2d(x, weight, padding=self.padding)
+        if not self.demodulate:
+            return out, None
+        w2 = weight.pow(2).sum(dim=(2, 3))  # (out, in)
+        return out, torch.rsqrt(s.pow(2) @ w2.t() + 1e-8)  # (N, out)
+
+
+def _pointwise(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """A 1x1 convolution with a weight per image, ``(N, out, in)``, as one batched matrix
+    product: the modulation is folded into the weight, not applied to the activations."""
+    n, c, h, w = x.shape
+    weight = weight.to(x.dtype)
+    if x.is_contiguous(memory_format=torch.channels_last):
+        flat = x.permute(0, 2, 3, 1).reshape(n, h * w, c)
+        return torch.bmm(flat, weight.transpose(1, 2)).reshape(n, h, w, -1).permute(0, 3, 1, 2)
+    return torch.bmm(weight, x.reshape(n, c, h * w)).reshape(n, -1, h, w)
 
 
 class NoiseInjection(nn.Module):
@@ -332,7 +355,17 @@ class StyledConv(nn.Module):
         self.clamp = clamp
 
     def forward(self, x, style, noise=None):
-        return _clamp(self.activate(self.noise(self.conv(x, style), noise)), self.clamp)
+        """``lrelu(demod * conv + noise + bias) * sqrt 2`` with the factor sqrt 2 folded
+        into the others (``lrelu(a x) = a lrelu(x)`` for ``a > 0``): three elementwise
+        passes instead of seven (about 1.2x faster forward and backward on a CPU)."""
+        out, demod = self.conv.undemodulated(x, style)
+        if noise is None:
+            n, _, h, w = out.shape
+            noise = out.new_empty(n, 1, h, w).normal_()
+        bias = (self.activate.bias * SQRT2).view(1, -1, 1, 1).to(out.dtype)
+        out = torch.addcmul(bias, out, (demod * SQRT2)[:, :, None, None].to(out.dtype))
+        out = out.add_((self.noise.weight * SQRT2 * noise).to(out.dtype))
+        return _clamp(F.leaky_relu(out, 0.2), self.clamp)
 
 
 class ToRGB(nn.Module):
