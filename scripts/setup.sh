@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Set up a fresh machine: system packages for napari's GUI tests, a virtual environment in
 # .venv with the CPU build of PyTorch, the project with its test extras, and the face
-# generator's weights. Safe to run again: it only installs what is missing.
+# generator's weights. Safe to run again: it only installs what is missing, and returns at
+# once (no pip run) when the environment was set up by this script from the same
+# pyproject.toml and setup.sh (a stamp in .venv records their hash; delete
+# .venv/.napari-pulse-setup to install again).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +17,12 @@ if ! command -v xvfb-run >/dev/null 2>&1; then
 fi
 
 PY=${PYTHON:-python3}
+STAMP=.venv/.napari-pulse-setup
+WANT=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -d" " -f1)
+if [ -x .venv/bin/napari-pulse ] && [ "$(cat "$STAMP" 2>/dev/null)" = "$WANT" ]; then
+  exit 0
+fi
+rm -f "$STAMP"
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 # PyTorch first, pinned to the CPU build: a bare "torch" requirement would pull a CUDA build.
@@ -21,3 +30,4 @@ PY=${PYTHON:-python3}
 .venv/bin/python -m pip install -q -e ".[testing]"
 # The face DCGAN's weights; --no-deps because its own code (never imported) pulls in wandb.
 .venv/bin/python -m pip install -q --no-deps gan-face-generate
+echo "$WANT" > "$STAMP"
