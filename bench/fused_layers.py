@@ -16,12 +16,11 @@ their ratio, and how far their images and latent gradients differ.
 from __future__ import annotations
 
 import statistics
-import time
 
 import torch
 import torch.nn.functional as F
 
-from harness import begin, parser, report
+from harness import begin, parser, report, timed
 from napari_pulse.generators import load
 from napari_pulse.generators import stylegan2 as sg
 from napari_pulse.render import Renderer, pass_dtype
@@ -92,7 +91,7 @@ def main() -> None:
             for name in ("plain", "fused") if r % 2 == 0 else ("fused", "plain"):
                 use(PLAIN if name == "plain" else FUSED)
                 outputs[name] = one()
-                best = min(_seconds(one) for _ in range(3))
+                best = min(timed(one)[0] for _ in range(3))
                 rates[name].append(args.batch / best)
     finally:
         use(FUSED)
@@ -107,12 +106,6 @@ def main() -> None:
         image_max=f"{(a - b).abs().max():.1e}",
         gradient_relative=f"{(ga - gb).norm() / gb.norm():.1e}",
     )
-
-
-def _seconds(fn) -> float:
-    t = time.perf_counter()
-    fn()
-    return time.perf_counter() - t
 
 
 if __name__ == "__main__":
